@@ -6,6 +6,7 @@ which keeps parallel and distributed writers safe (zarr writers must not share c
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -97,3 +98,37 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def array_shapes(dataset_dir: str | Path, task_index: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array of one task group, from its metadata only (no chunk reads)."""
+    group = data_root(dataset_dir) / task_group_name(task_index)
+    if not (group / "zarr.json").exists():
+        raise IntegrityError(f"task {task_index} has no data group at {group}")
+    out = {}
+    for child in sorted(group.iterdir()):
+        meta_path = child / "zarr.json"
+        if not meta_path.is_file():
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("node_type") != "array":
+                continue
+            out[child.name] = (tuple(int(d) for d in meta["shape"]), np.dtype(_zarr_dtype(meta["data_type"])))
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+            raise IntegrityError(f"task {task_index}, array {child.name}: unreadable array metadata ({e})") from e
+    return out
+
+
+def _zarr_dtype(data_type) -> str:
+    # zarr v3 names the core dtypes like numpy ("float32", "bool", "uint8", ...).
+    if isinstance(data_type, dict):
+        data_type = data_type.get("name")
+    if not isinstance(data_type, str):
+        raise ValueError(f"unsupported data_type {data_type!r}")
+    return data_type
+
+
+def task_row_counts(dataset_dir: str | Path, n_tasks: int) -> list[int]:
+    """Rows of each task ``0..n_tasks-1`` (first dimension of its ``rewards`` array)."""
+    return [array_shapes(dataset_dir, i)["rewards"][0][0] for i in range(n_tasks)]

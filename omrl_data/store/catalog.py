@@ -1,0 +1,260 @@
+"""The local catalog: where datasets live, how ids map to folders, and which versions exist.
+
+A catalog root holds one folder per complete dataset version::
+
+    <root>/<namespace>/<family>/<name>-v<N>/    a complete version (has manifest.json)
+    <root>/.staging/...                         versions being written (see ``writer``)
+    <root>/.cache/<manifest checksum>/          contiguous copies for fast loading
+
+A version folder appears under its final name only once it is complete (it is moved there in one
+``os.replace``), and is never modified afterwards: a new collection under the same name gets the
+next version number.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omrl_data.errors import BadInput, DatasetNotFound, IntegrityError
+from omrl_data.schema import DEFAULT_NAMESPACE, MANIFEST_FILE, METADATA_FILE
+
+ROOT_ENV = "OMRL_HOME"  # environment variable naming the catalog root
+DEFAULT_ROOT = Path("~/.omrl")  # used when neither an argument nor OMRL_HOME is given
+STAGING_DIR = ".staging"
+CACHE_DIR = ".cache"
+
+ID_FORM = "<namespace>/<family>/<name>[-v<N>], e.g. omrl/point_robot_sparse/replay-v1 (no -vN = latest)"
+_NAMESPACE = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+_FAMILY = r"[a-z][a-z0-9_]*"
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*?"
+_ID_RE = re.compile(rf"^(?P<namespace>{_NAMESPACE})/(?P<family>{_FAMILY})/(?P<name>{_NAME})(?:-v(?P<version>[0-9]+))?$")
+_VERSION_DIR_RE = re.compile(r"^(?P<name>.+)-v(?P<version>[0-9]+)$")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A parsed dataset id; ``version`` is None for "the latest"."""
+
+    namespace: str
+    family: str
+    name: str
+    version: int | None = None
+
+    @property
+    def id(self) -> str:
+        base = f"{self.namespace}/{self.family}/{self.name}"
+        return base if self.version is None else f"{base}-v{self.version}"
+
+    def with_version(self, version: int) -> "DatasetRef":
+        return DatasetRef(self.namespace, self.family, self.name, version)
+
+    def folder(self, root: str | Path | None = None) -> Path:
+        """``<root>/<namespace>/<family>/<name>-v<N>`` (the version must be set)."""
+        if self.version is None:
+            raise ValueError(f"{self.id} has no version")
+        return resolve_root(root) / self.namespace / self.family / f"{self.name}-v{self.version}"
+
+
+def resolve_root(root: str | Path | None = None) -> Path:
+    """The catalog root: ``root`` if given, else ``$OMRL_HOME``, else ``~/.omrl``."""
+    if root is None or str(root) == "":
+        root = os.environ.get(ROOT_ENV) or DEFAULT_ROOT
+    return Path(root).expanduser().absolute()
+
+
+def parse_id(dataset_id: str) -> DatasetRef:
+    """``omrl/<family>/<name>[-v<N>]`` -> DatasetRef; BadInput naming the accepted form otherwise."""
+    m = _ID_RE.match(str(dataset_id).strip())
+    if not m:
+        raise BadInput(f"bad dataset id {dataset_id!r}: expected {ID_FORM}")
+    version = m["version"]
+    if version is not None and int(version) < 1:
+        raise BadInput(f"bad dataset id {dataset_id!r}: versions start at 1")
+    return DatasetRef(m["namespace"], m["family"], m["name"], None if version is None else int(version))
+
+
+def check_name(name: str) -> str:
+    """A dataset name usable in ids: letters, digits, ``_ . -``, not ending in ``-v<N>``."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or "") or _VERSION_DIR_RE.match(name):
+        raise BadInput(
+            f"bad dataset name {name!r}: use letters, digits, '_', '.' or '-', starting with a letter "
+            "or digit and not ending in -v<N> (versions are added automatically)"
+        )
+    return name
+
+
+def check_family_name(family: str) -> str:
+    if not re.fullmatch(_FAMILY, family or ""):
+        raise BadInput(f"bad family name {family!r}: expected lower-case letters, digits and '_'")
+    return family
+
+
+def is_complete(folder: str | Path) -> bool:
+    """A version folder is complete when its manifest (written last) exists."""
+    return (Path(folder) / MANIFEST_FILE).is_file()
+
+
+def versions(family: str, name: str, root: str | Path | None = None, namespace: str = DEFAULT_NAMESPACE) -> list[int]:
+    """Complete versions of ``<namespace>/<family>/<name>``, ascending."""
+    parent = resolve_root(root) / namespace / family
+    out = []
+    if parent.is_dir():
+        for p in parent.iterdir():
+            m = _VERSION_DIR_RE.match(p.name)
+            if m and m["name"] == name and is_complete(p):
+                out.append(int(m["version"]))
+    return sorted(out)
+
+
+def taken_versions(family: str, name: str, root: str | Path | None = None, namespace: str = DEFAULT_NAMESPACE) -> set[int]:
+    """Version numbers in use: complete, being written (staging) or present in any state."""
+    root = resolve_root(root)
+    taken: set[int] = set()
+    for parent in (root / namespace / family, root / STAGING_DIR / namespace / family):
+        if parent.is_dir():
+            for p in parent.iterdir():
+                m = _VERSION_DIR_RE.match(p.name)
+                if m and m["name"] == name:
+                    taken.add(int(m["version"]))
+    return taken
+
+
+def next_version(family: str, name: str, root: str | Path | None = None, namespace: str = DEFAULT_NAMESPACE) -> int:
+    """The number a new version of ``family/name`` gets: one above every number in use."""
+    return max(taken_versions(family, name, root, namespace), default=0) + 1
+
+
+def resolve(id_or_path: str | Path, root: str | Path | None = None) -> Path:
+    """Folder of a complete dataset given an id (``-vN`` optional = latest) or a folder path.
+
+    Raises DatasetNotFound when nothing complete is there, BadInput for a malformed id.
+    """
+    text = str(id_or_path).strip()
+    as_path = Path(text).expanduser()
+    is_id = isinstance(id_or_path, str) and _ID_RE.match(text) is not None
+    if as_path.is_dir() and (is_complete(as_path) or not is_id):
+        if is_complete(as_path):
+            return as_path.absolute()
+        raise DatasetNotFound(f"{as_path} is not a complete omrl dataset (no {MANIFEST_FILE}; it may be half-written)")
+    if not is_id:
+        if isinstance(id_or_path, Path) or text.startswith(("/", ".", "~")):
+            raise DatasetNotFound(f"no dataset folder at {as_path}")
+        parse_id(text)  # raises BadInput naming the accepted form
+    ref = parse_id(text)
+    root_path = resolve_root(root)
+    if ref.version is None:
+        found = versions(ref.family, ref.name, root_path, ref.namespace)
+        if not found:
+            raise DatasetNotFound(f"no dataset {ref.id} under {root_path}; see `omrl-data list --root {root_path}`")
+        ref = ref.with_version(found[-1])
+    folder = ref.folder(root_path)
+    if not is_complete(folder):
+        have = versions(ref.family, ref.name, root_path, ref.namespace)
+        hint = f" (versions here: {', '.join(f'v{v}' for v in have)})" if have else ""
+        raise DatasetNotFound(f"no dataset {ref.id} under {root_path}{hint}; see `omrl-data list --root {root_path}`")
+    return folder
+
+
+def dataset_id_of(folder: str | Path) -> str:
+    """The id of a version folder: from its metadata, else from its place in a catalog."""
+    folder = Path(folder)
+    meta = read_metadata(folder, missing_ok=True)
+    if meta and meta.get("dataset_id"):
+        return str(meta["dataset_id"])
+    m = _VERSION_DIR_RE.match(folder.name)
+    if m:
+        return f"{folder.parent.parent.name}/{folder.parent.name}/{folder.name}"
+    return str(folder)
+
+
+def read_metadata(folder: str | Path, missing_ok: bool = False) -> dict[str, Any] | None:
+    """metadata.json of a dataset folder (plain JSON; nothing is executed)."""
+    path = Path(folder) / METADATA_FILE
+    if not path.exists():
+        if missing_ok:
+            return None
+        raise IntegrityError(f"{folder} has no {METADATA_FILE}")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise IntegrityError(f"{path} must hold a JSON object")
+    return meta
+
+
+def iter_version_folders(root: str | Path | None = None):
+    """Every complete version folder under a root, sorted by namespace, family, name, version."""
+    root = resolve_root(root)
+    found = []
+    if not root.is_dir():
+        return []
+    for ns in root.iterdir():
+        if ns.name.startswith(".") or not ns.is_dir():
+            continue
+        for fam in ns.iterdir():
+            if not fam.is_dir():
+                continue
+            for v in fam.iterdir():
+                m = _VERSION_DIR_RE.match(v.name)
+                if m and not v.name.startswith(".") and v.is_dir() and is_complete(v):
+                    found.append((ns.name, fam.name, m["name"], int(m["version"]), v))
+    return [f[-1] for f in sorted(found, key=lambda f: f[:4])]
+
+
+def folder_size(folder: str | Path) -> int:
+    """Bytes of every file under ``folder``."""
+    total = 0
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
+
+
+def summary(folder: str | Path) -> dict[str, Any]:
+    """One row of ``omrl-data list``: id, family, task counts, transitions, size, created, parent."""
+    from omrl_data.store.zarr_io import task_row_counts
+
+    folder = Path(folder)
+    meta = read_metadata(folder, missing_ok=True) or {}
+    tasks = (meta.get("tasks") or {}).get("tasks", [])
+    rows = meta.get("task_rows")
+    if rows is None:
+        rows = task_row_counts(folder, len(tasks))
+    lineage = meta.get("lineage") or {}
+    return {
+        "id": dataset_id_of(folder),
+        "family": meta.get("family", folder.parent.name),
+        "tasks": len(tasks),
+        "train_tasks": sum(1 for t in tasks if t.get("split") == "train"),
+        "test_tasks": sum(1 for t in tasks if t.get("split") == "test"),
+        "transitions": int(sum(rows)),
+        "size_bytes": folder_size(folder),
+        "created": meta.get("created"),
+        "parent": lineage.get("parent"),
+        "path": str(folder),
+    }
+
+
+def list_datasets(root: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every complete dataset version under the root, as ``summary`` rows."""
+    return [summary(f) for f in iter_version_folders(root)]
+
+
+def delete(id_or_path: str | Path, root: str | Path | None = None) -> Path:
+    """Remove one dataset version. It is first renamed out of sight (one atomic step on the same
+    filesystem), so a delete that is interrupted never leaves a version that looks complete."""
+    folder = resolve(id_or_path, root)
+    target = folder.parent / f".deleting-{uuid.uuid4().hex[:12]}"
+    os.replace(folder, target)
+    shutil.rmtree(target, ignore_errors=True)
+    return folder

@@ -1,0 +1,244 @@
+"""Writing a new dataset version: staged, locked, resumable, and committed in one atomic step.
+
+A version is written under ``<root>/.staging/<namespace>/<family>/<name>-v<N>/``::
+
+    lock.json    who writes it (pid, host, start time, command), held with flock
+    plan.json    the writer's plan (e.g. the collection config), to resume with
+    dataset/     the future version folder: data.zarr/ task groups, policies/, later metadata.json
+
+Staging sits inside the catalog root, so it is on the same filesystem and ``commit`` can move the
+finished folder to ``<root>/<namespace>/<family>/<name>-v<N>/`` with one ``os.replace``. Task
+groups are atomic (``zarr_io.write_task_group``), so after a kill -9 at any moment the staging
+folder holds whole groups only and ``StagedDataset.create(..., resume=True)`` continues it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from omrl_data.errors import BadInput, IntegrityError
+from omrl_data.schema import DEFAULT_NAMESPACE, FORMAT_VERSION, METADATA_FILE, POLICIES_DIR
+from omrl_data.store import catalog, manifest, zarr_io
+from omrl_data.store.lock import LOCK_FILE, FileLock
+
+PLAN_FILE = "plan.json"
+DATASET_SUBDIR = "dataset"
+
+
+def _staging_parent(root: Path, namespace: str, family: str) -> Path:
+    return root / catalog.STAGING_DIR / namespace / family
+
+
+def unfinished(family: str, name: str, root: str | Path | None = None, namespace: str = DEFAULT_NAMESPACE) -> list[int]:
+    """Versions of ``family/name`` with a staging folder and no complete version, ascending."""
+    root = catalog.resolve_root(root)
+    parent = _staging_parent(root, namespace, family)
+    out = []
+    if parent.is_dir():
+        for p in parent.iterdir():
+            if p.name.startswith(f"{name}-v") and p.name[len(name) + 2 :].isdigit():
+                v = int(p.name[len(name) + 2 :])
+                if catalog.is_complete(catalog.DatasetRef(namespace, family, name, v).folder(root)):
+                    # Killed after the final move but before cleaning up: the version is done.
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    out.append(v)
+    return sorted(out)
+
+
+class StagedDataset:
+    """A dataset version being written. Create with :meth:`create`; finish with :meth:`commit`.
+
+    ``path`` is the folder to write task groups into (``zarr_io.write_task_group(path, i, arrays)``);
+    the lock is held from ``create`` until ``commit`` or ``release``. Use as a context manager to
+    release the lock on errors (the staging folder stays, so the work can be resumed).
+    """
+
+    def __init__(self, root: Path, ref: catalog.DatasetRef, staging_dir: Path, lock: FileLock):
+        self.root = root
+        self.ref = ref  # namespace, family, name, version
+        self.staging_dir = staging_dir  # holds lock.json, plan.json and the dataset/ folder
+        self.lock = lock
+        self.committed: Path | None = None
+
+    # ----------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        root: str | Path | None,
+        family: str,
+        name: str,
+        resume: bool = False,
+        namespace: str = DEFAULT_NAMESPACE,
+        command: str | None = None,
+    ) -> "StagedDataset":
+        """Reserve the next version of ``<namespace>/<family>/<name>`` and lock it.
+
+        With ``resume=True``, re-open the latest unfinished staging of that name instead (BadInput
+        if there is none). LockedError (saying who holds it) if another writer has it.
+        """
+        catalog.check_family_name(family)
+        catalog.check_name(name)
+        root_path = catalog.resolve_root(root)
+        try:
+            parent = _staging_parent(root_path, namespace, family)
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"cannot write to the catalog root {root_path} ({e.strerror}); pass a writable --root") from e
+        if resume:
+            pending = unfinished(family, name, root_path, namespace)
+            if not pending:
+                raise BadInput(
+                    f"nothing to resume: no unfinished {namespace}/{family}/{name} under {root_path}; run without --resume"
+                )
+            version = pending[-1]
+            staging_dir = parent / f"{name}-v{version}"
+        else:
+            version = catalog.next_version(family, name, root_path, namespace)
+            while True:  # mkdir is the atomic reservation; a concurrent writer takes the next number
+                staging_dir = parent / f"{name}-v{version}"
+                try:
+                    staging_dir.mkdir()
+                    break
+                except FileExistsError:
+                    version += 1
+        ref = catalog.DatasetRef(namespace, family, name, version)
+        lock = FileLock(staging_dir / LOCK_FILE, what=ref.id, command=command).acquire()
+        staged = cls(root_path, ref, staging_dir, lock)
+        staged.path.mkdir(exist_ok=True)
+        zarr_io.ensure_store(staged.path)
+        zarr_io.remove_stale_tmp(staged.path)
+        return staged
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """The dataset folder being written (task groups go under ``path/data.zarr``)."""
+        return self.staging_dir / DATASET_SUBDIR
+
+    @property
+    def dataset_id(self) -> str:
+        return self.ref.id
+
+    @property
+    def version(self) -> int:
+        return int(self.ref.version)
+
+    @property
+    def final_path(self) -> Path:
+        return self.ref.folder(self.root)
+
+    @property
+    def policies_dir(self) -> Path:
+        """Where checkpoint policies go (``.npz`` only); created on first use."""
+        p = self.path / POLICIES_DIR
+        p.mkdir(exist_ok=True)
+        return p
+
+    def done_tasks(self) -> set[int]:
+        """Indices of the tasks whose group is completely written."""
+        tasks = zarr_io.data_root(self.path) / "tasks"
+        if not tasks.is_dir():
+            return set()
+        return {int(p.name) for p in tasks.iterdir() if p.name.isdigit() and (p / "zarr.json").exists()}
+
+    def write_task(self, task_index: int, arrays: dict[str, Any]) -> Path:
+        """Write one task group (atomic); same as ``zarr_io.write_task_group(self.path, ...)``."""
+        self._check_open()
+        return zarr_io.write_task_group(self.path, task_index, arrays)
+
+    def save_plan(self, plan: dict[str, Any]) -> None:
+        """Record the writer's plan (JSON) so that a resumed run can check and continue it."""
+        self._check_open()
+        manifest.write_json_atomic(self.staging_dir / PLAN_FILE, plan)
+
+    def load_plan(self) -> dict[str, Any] | None:
+        path = self.staging_dir / PLAN_FILE
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise IntegrityError(f"{path} is damaged ({e}); start a new collection without --resume") from e
+
+    # ----------------------------------------------------------------------------------------
+    def commit(self, metadata: dict[str, Any], progress: Callable[[int], None] | None = None) -> Path:
+        """Finish the version: metadata.json, then manifest.json (atomic, last), then move the
+        folder to its final place and release the lock. Returns the final folder.
+
+        ``metadata["tasks"]`` (a ``TaskTable.to_dict()``) must name exactly the tasks written.
+        Filled in when absent: family, name, version, dataset_id, created, format_version; always
+        set: ``task_rows`` (rows per task).
+        """
+        self._check_open()
+        n_tasks = self._check_tasks(metadata)
+        zarr_io.remove_stale_tmp(self.path)
+        meta = dict(metadata)
+        meta["format_version"] = FORMAT_VERSION
+        meta.setdefault("family", self.ref.family)
+        meta.setdefault("name", self.ref.name)
+        meta["version"] = self.version
+        meta["dataset_id"] = self.dataset_id
+        meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        meta["task_rows"] = zarr_io.task_row_counts(self.path, n_tasks)
+        try:
+            json.dumps(meta, allow_nan=True)
+        except (TypeError, ValueError) as e:
+            raise BadInput(f"dataset metadata must be plain JSON: {e}") from e
+        manifest.write_json_atomic(self.path / METADATA_FILE, meta)
+        zarr_io._fsync_tree(self.path)
+        manifest.write_manifest(self.path, progress)
+        final = self.final_path
+        if final.exists():
+            raise IntegrityError(f"{final} already exists; versions are immutable (was it written by another tool?)")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, final)
+        manifest.fsync_dir(final.parent)
+        self.committed = final
+        self.lock.release()
+        shutil.rmtree(self.staging_dir, ignore_errors=True)
+        return final
+
+    def release(self) -> None:
+        """Let go of the lock, keeping the staging folder so that the work can be resumed."""
+        self.lock.release()
+
+    def abort(self) -> None:
+        """Delete the staging folder and release the lock (nothing is kept)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.lock.release()
+        shutil.rmtree(self.staging_dir, ignore_errors=True)
+
+    def __enter__(self) -> "StagedDataset":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    # ----------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.committed is not None:
+            raise IntegrityError(f"{self.dataset_id} is already committed; versions are immutable")
+        if not self.lock.held:
+            raise IntegrityError(f"{self.dataset_id}: the lock was released; re-open it with resume=True")
+
+    def _check_tasks(self, metadata: dict[str, Any]) -> int:
+        tasks = metadata.get("tasks")
+        if not isinstance(tasks, dict) or not isinstance(tasks.get("tasks"), list):
+            raise BadInput("dataset metadata needs 'tasks': the task table as TaskTable.to_dict()")
+        n = len(tasks["tasks"])
+        done = self.done_tasks()
+        missing = sorted(set(range(n)) - done)
+        extra = sorted(done - set(range(n)))
+        if missing or extra:
+            raise IntegrityError(
+                f"{self.dataset_id}: the task table has {n} tasks but task groups "
+                + (f"{missing} are missing" if missing else "")
+                + (" and " if missing and extra else "")
+                + (f"{extra} are not in the table" if extra else "")
+            )
+        return n

@@ -1,8 +1,166 @@
-"""Placeholder: commands are registered here by the module's owner."""
+"""`omrl-data list | info | verify | delete`: the local catalog."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.table import Table
+
+from cli.common import console, err_console, fail, user_errors
+
+RootOption = typer.Option(None, "--root", help="Catalog root (default: $OMRL_HOME, else ~/.omrl).")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _fmt(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def list_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    root: Optional[Path] = RootOption,
+) -> None:
+    """Every local dataset version: family, tasks (train/test), transitions, size, created, parent."""
+    from omrl_data.store import catalog
+
+    rows = catalog.list_datasets(root)
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        console.print(f"no datasets under {catalog.resolve_root(root)}")
+        return
+    table = Table(title=f"datasets under {catalog.resolve_root(root)}", caption="tasks: all (train/test)")
+    # The family is the id's second part, so the table leaves it out (--json has it).
+    for col in ("id", "tasks", "transitions", "size", "created", "parent"):
+        table.add_column(col, justify="right" if col in ("transitions", "size") else "left", no_wrap=col in ("id", "transitions"))
+    for r in rows:
+        table.add_row(
+            r["id"],
+            f"{r['tasks']} ({r['train_tasks']}/{r['test_tasks']})",  # all (train/test)
+            f"{r['transitions']:,}",
+            _size(r["size_bytes"]),
+            str(r["created"] or "-")[:16].replace("T", " "),
+            r["parent"] or "-",
+        )
+    console.print(table)
+
+
+def info_cmd(
+    dataset: str = typer.Argument(..., help="Dataset id (omrl/<family>/<name>[-v<N>]) or folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (summary, metadata, per-task statistics)."),
+    root: Optional[Path] = RootOption,
+) -> None:
+    """Metadata, lineage, per-task counts and return statistics of one dataset."""
+    from omrl_data.store import catalog
+
+    d = catalog.info(dataset, root)
+    if as_json:
+        print(json.dumps(d, indent=1, default=str))
+        return
+    meta = d["metadata"]
+    console.print(f"[bold]{d['id']}[/]  ({d['path']})")
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="cyan")
+    head.add_column()
+    collection = meta.get("collection") or {}
+    for key, value in (
+        ("family", d["family"]),
+        ("env", f"{meta.get('env_id', '-')} {meta.get('env_kwargs') or ''}".strip()),
+        ("obs_dim / act_dim", f"{meta.get('obs_dim', '-')} / {meta.get('act_dim', '-')}"),
+        ("tasks (train/test)", f"{d['tasks']} ({d['train_tasks']}/{d['test_tasks']}), split {meta.get('tasks', {}).get('split_kind', '-')}"),
+        ("transitions", f"{d['transitions']:,}"),
+        ("gamma / horizon", f"{meta.get('gamma', '-')} / {meta.get('horizon', '-')}"),
+        ("collection", ", ".join(f"{k}={v}" for k, v in collection.items() if not isinstance(v, dict)) or "-"),
+        ("size on disk", _size(d["size_bytes"])),
+        ("created", str(d["created"] or "-")),
+        ("format version", str(d["format_version"])),
+        ("manifest checksum", d["manifest_checksum"]),
+        ("packages", ", ".join(f"{k} {v}" for k, v in (meta.get("package_versions") or {}).items()) or "-"),
+    ):
+        head.add_row(key, str(value))
+    lineage = d.get("lineage")
+    if lineage:
+        head.add_row("parent", f"{lineage.get('parent')} (manifest {str(lineage.get('parent_manifest', '-'))[:16]}...)")
+        head.add_row("slice spec", json.dumps(lineage.get("spec", {}), sort_keys=True))
+    console.print(head)
+    table = Table(title="tasks")
+    for col in ("task", "split", "params", "transitions", "episodes", "return mean", "min", "max", "first 10%", "last 10%"):
+        table.add_column(col, justify="left" if col in ("split", "params") else "right")
+    for t in d["per_task"]:
+        params = json.dumps(t["params"], separators=(",", ":"))
+        table.add_row(
+            str(t["index"]),
+            str(t["split"]),
+            params if len(params) <= 40 else params[:37] + "...",
+            f"{t['transitions']:,}",
+            f"{t['episodes']:,}",
+            _fmt(t["return_mean"]),
+            _fmt(t["return_min"]),
+            _fmt(t["return_max"]),
+            _fmt(t["return_first10pct"]),
+            _fmt(t["return_last10pct"]),
+        )
+    console.print(table)
+
+
+def verify_cmd(
+    dataset: str = typer.Argument(..., help="Dataset id or folder."),
+    root: Optional[Path] = RootOption,
+) -> None:
+    """Recompute every checksum; name the task and array of each failing file; exit 3 on failure."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from omrl_data.store import catalog, manifest
+
+    folder = catalog.resolve(dataset, root)
+    try:
+        total = manifest.total_size(folder)
+    except Exception:
+        total = None
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True,
+    ) as bar:
+        job = bar.add_task("verifying", total=total)
+        problems = manifest.verify(folder, progress=lambda n: bar.advance(job, n))
+    name = catalog.dataset_id_of(folder)
+    if problems:
+        for p in problems:
+            err_console.print(f"[red]{p}[/]", highlight=False, soft_wrap=True)
+        fail(f"{name}: {len(problems)} problem(s) found; the dataset is damaged or was changed", 3)
+    n_files = len(manifest.read_manifest(folder)["files"])
+    console.print(f"[green]ok[/] {name}: {n_files} files match the manifest ({manifest.manifest_checksum(folder)[:16]}...)")
+
+
+def delete_cmd(
+    dataset: str = typer.Argument(..., help="Dataset id (a version, or without -vN the latest) or folder."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    root: Optional[Path] = RootOption,
+) -> None:
+    """Delete one dataset version (and its loading cache); asks first unless --yes."""
+    from omrl_data.store import catalog
+
+    folder = catalog.resolve(dataset, root)
+    name = catalog.dataset_id_of(folder)
+    if not yes and not typer.confirm(f"delete {name} ({folder})?", default=False):
+        err_console.print("not deleted")
+        raise typer.Exit(1)
+    catalog.delete(folder, root)
+    console.print(f"deleted {name}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("list")(user_errors(list_cmd))
+    app.command("info")(user_errors(info_cmd))
+    app.command("verify")(user_errors(verify_cmd))
+    app.command("delete")(user_errors(delete_cmd))

@@ -330,9 +330,7 @@ def _build_cache(path: Path, folder: Path, checksum: str, layout: _Layout) -> No
         manifest.write_json_atomic(tmp / CACHE_INFO, layout.describe(checksum))
         zarr_io._fsync_tree(tmp)
         if folder.exists():  # a stale or damaged cache of the same version
-            stale = parent / f".tmp-stale-{uuid.uuid4().hex[:8]}"
-            os.replace(folder, stale)
-            shutil.rmtree(stale, ignore_errors=True)
+            catalog.remove_cache(checksum, parent.parent)
         try:
             os.replace(tmp, folder)
         except OSError:
@@ -357,12 +355,3 @@ def _remove_dead_builds(parent: Path) -> None:
             continue
         if dead:
             shutil.rmtree(p, ignore_errors=True)
-
-
-def remove_cache(checksum: str, root: str | Path | None = None) -> None:
-    """Delete the loading cache of one dataset version (e.g. after deleting the version)."""
-    folder = catalog.resolve_root(root) / catalog.CACHE_DIR / checksum
-    if folder.exists():
-        stale = folder.parent / f".tmp-stale-{uuid.uuid4().hex[:8]}"
-        os.replace(folder, stale)
-        shutil.rmtree(stale, ignore_errors=True)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from omrl_data.errors import BadInput, DatasetNotFound, IntegrityError
 from omrl_data.schema import DEFAULT_NAMESPACE, MANIFEST_FILE, METADATA_FILE
 
@@ -250,11 +252,84 @@ def list_datasets(root: str | Path | None = None) -> list[dict[str, Any]]:
     return [summary(f) for f in iter_version_folders(root)]
 
 
-def delete(id_or_path: str | Path, root: str | Path | None = None) -> Path:
-    """Remove one dataset version. It is first renamed out of sight (one atomic step on the same
-    filesystem), so a delete that is interrupted never leaves a version that looks complete."""
+def episode_returns(rewards: np.ndarray, episode_index: np.ndarray) -> np.ndarray:
+    """Undiscounted return of each episode (maximal runs of equal ``episode_index``), in order."""
+    if len(rewards) == 0:
+        return np.zeros(0, dtype=np.float64)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(episode_index) != 0) + 1])
+    return np.add.reduceat(np.asarray(rewards, dtype=np.float64), starts)
+
+
+def task_statistics(folder: str | Path, task_index: int) -> dict[str, Any]:
+    """Counts and episode-return statistics of one task, read from its arrays."""
+    from omrl_data.schema import SOURCE_NAMES
+    from omrl_data.store.zarr_io import read_task_group
+
+    a = read_task_group(folder, task_index, ("rewards", "episode_index", "source"))
+    returns = episode_returns(a["rewards"], a["episode_index"])
+    tenth = max(1, len(returns) // 10)
+
+    def stat(fn, x):
+        return float(fn(x)) if len(x) else None
+
+    return {
+        "transitions": int(len(a["rewards"])),
+        "episodes": int(len(returns)),
+        "return_mean": stat(np.mean, returns),
+        "return_min": stat(np.min, returns),
+        "return_max": stat(np.max, returns),
+        "return_first10pct": stat(np.mean, returns[:tenth]),
+        "return_last10pct": stat(np.mean, returns[-tenth:]),
+        "sources": {SOURCE_NAMES.get(int(s), str(int(s))): int(c) for s, c in zip(*np.unique(a["source"], return_counts=True))},
+    }
+
+
+def info(id_or_path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
+    """Everything ``omrl-data info`` shows: summary, metadata, lineage, manifest checksum, and
+    per task its split, parameters, counts and episode-return statistics (in stored order)."""
+    from omrl_data.store import manifest
+
     folder = resolve(id_or_path, root)
+    meta = read_metadata(folder)
+    row = summary(folder)
+    tasks = (meta.get("tasks") or {}).get("tasks", [])
+    per_task = []
+    for t in sorted(tasks, key=lambda t: t.get("index", 0)):
+        i = int(t.get("index", len(per_task)))
+        per_task.append({"index": i, "split": t.get("split"), "params": t.get("params"), **task_statistics(folder, i)})
+    return {
+        **row,
+        "manifest_checksum": manifest.manifest_checksum(folder),
+        "format_version": meta.get("format_version"),
+        "lineage": meta.get("lineage"),
+        "metadata": meta,
+        "per_task": per_task,
+    }
+
+
+def delete(id_or_path: str | Path, root: str | Path | None = None) -> Path:
+    """Remove one dataset version and its loading cache. The folder is first renamed out of
+    sight (one atomic step on the same filesystem), so a delete that is interrupted never leaves
+    a version that looks complete."""
+    from omrl_data.store import manifest
+
+    folder = resolve(id_or_path, root)
+    try:
+        checksum = manifest.manifest_checksum(folder)
+    except IntegrityError:
+        checksum = None
     target = folder.parent / f".deleting-{uuid.uuid4().hex[:12]}"
     os.replace(folder, target)
     shutil.rmtree(target, ignore_errors=True)
+    if checksum:
+        remove_cache(checksum, root)
     return folder
+
+
+def remove_cache(checksum: str, root: str | Path | None = None) -> None:
+    """Delete the loading cache of one version (renamed away first, so no reader sees half of it)."""
+    folder = resolve_root(root) / CACHE_DIR / checksum
+    if folder.exists():
+        stale = folder.parent / f".tmp-stale-{uuid.uuid4().hex[:8]}"
+        os.replace(folder, stale)
+        shutil.rmtree(stale, ignore_errors=True)

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,41 @@ def read_lock_info(path: str | Path) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
+def holder(path: str | Path) -> dict[str, Any] | None:
+    """Who holds the lock at ``path`` right now (its recorded info), or None if nobody does.
+
+    Only looks: the lock file is not changed and the lock is not kept.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return read_lock_info(path) or {}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        info = read_lock_info(path)
+        if info and info.get("host") not in (None, socket.gethostname()):
+            return info  # another host's lock cannot be checked here: treat it as held
+        return None
+    finally:
+        os.close(fd)
+
+
+def _try_flock(fd: int, attempts: int = 5) -> bool:
+    # A few quick retries: `holder()` takes a shared flock for an instant to look.
+    for i in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if i + 1 < attempts:
+                time.sleep(0.02)
+    return False
+
+
 class FileLock:
     """Exclusive lock at ``path`` (a file). ``acquire()`` raises LockedError naming the holder."""
 
@@ -72,9 +108,7 @@ class FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _try_flock(fd):
                 os.close(fd)
                 info = read_lock_info(self.path) or {}
                 raise LockedError(

@@ -17,13 +17,14 @@ import datetime as _dt
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from omrl_data.errors import BadInput, IntegrityError
+from omrl_data.errors import BadInput, IntegrityError, LockedError
 from omrl_data.schema import DEFAULT_NAMESPACE, FORMAT_VERSION, METADATA_FILE, POLICIES_DIR
 from omrl_data.store import catalog, manifest, zarr_io
-from omrl_data.store.lock import LOCK_FILE, FileLock
+from omrl_data.store.lock import LOCK_FILE, FileLock, describe, holder
 
 PLAN_FILE = "plan.json"
 DATASET_SUBDIR = "dataset"
@@ -48,6 +49,34 @@ def unfinished(family: str, name: str, root: str | Path | None = None, namespace
                 else:
                     out.append(v)
     return sorted(out)
+
+
+def _reserve(parent: Path, namespace: str, family: str, name: str, version: int, command: str | None) -> tuple[Path, FileLock]:
+    """Create the staging folder of the first free version >= ``version``, already locked.
+
+    The folder is made and locked under a temporary name, then renamed to ``<name>-v<N>``: a
+    rename onto an existing (never empty) folder fails, so two writers never share a version,
+    and no other process ever sees the folder unlocked.
+    """
+    for p in parent.glob(".reserve-*"):  # left by a writer killed while reserving
+        if holder(p / LOCK_FILE) is None:
+            shutil.rmtree(p, ignore_errors=True)
+    while True:
+        tmp = parent / f".reserve-{uuid.uuid4().hex[:12]}"
+        tmp.mkdir()
+        lock = FileLock(tmp / LOCK_FILE, what=f"{namespace}/{family}/{name}-v{version}", command=command).acquire()
+        target = parent / f"{name}-v{version}"
+        try:
+            if target.exists():
+                raise FileExistsError(target)
+            os.rename(tmp, target)
+        except OSError:
+            lock.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            version += 1
+            continue
+        lock.path = target / LOCK_FILE
+        return target, lock
 
 
 class StagedDataset:
@@ -98,16 +127,21 @@ class StagedDataset:
             version = pending[-1]
             staging_dir = parent / f"{name}-v{version}"
         else:
+            # A second writer of the same dataset name while the first is running is refused:
+            # it is almost always the same command started twice.
+            for v in unfinished(family, name, root_path, namespace):
+                info = holder(parent / f"{name}-v{v}" / LOCK_FILE)
+                if info is not None:
+                    raise LockedError(
+                        f"{namespace}/{family}/{name}-v{v} is being written by {describe(info)}; "
+                        "wait for it, stop it, or choose another name"
+                    )
             version = catalog.next_version(family, name, root_path, namespace)
-            while True:  # mkdir is the atomic reservation; a concurrent writer takes the next number
-                staging_dir = parent / f"{name}-v{version}"
-                try:
-                    staging_dir.mkdir()
-                    break
-                except FileExistsError:
-                    version += 1
-        ref = catalog.DatasetRef(namespace, family, name, version)
-        lock = FileLock(staging_dir / LOCK_FILE, what=ref.id, command=command).acquire()
+            staging_dir, lock = _reserve(parent, namespace, family, name, version, command)
+        ref = catalog.DatasetRef(namespace, family, name, int(staging_dir.name.rsplit("-v", 1)[1]))
+        if resume:
+            lock = FileLock(staging_dir / LOCK_FILE, what=ref.id, command=command).acquire()
+        lock.what = ref.id
         staged = cls(root_path, ref, staging_dir, lock)
         staged.path.mkdir(exist_ok=True)
         zarr_io.ensure_store(staged.path)

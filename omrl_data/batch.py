@@ -20,6 +20,8 @@ class TaskBatch:
     task_index: ``[T]`` int64, row of each task in the dataset's task table
     task_features: ``[T, F]`` float32, normalised task features
     mask: ``[T, B]`` bool, True for real rows (all True except padded context episodes)
+    row_task_index: ``[T, B]`` int64 or None; the task each row came from, where it is not
+        ``task_index`` (negatives: row ``[i, b]`` is from another task than anchor ``i``)
     """
 
     observations: torch.Tensor
@@ -32,6 +34,7 @@ class TaskBatch:
     task_index: torch.Tensor
     task_features: torch.Tensor
     mask: torch.Tensor
+    row_task_index: torch.Tensor | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -42,8 +45,13 @@ class TaskBatch:
         return int(self.observations.shape[1])
 
     def to(self, device: str | torch.device) -> "TaskBatch":
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return replace(self, **{f.name: _apply(getattr(self, f.name), lambda x: x.to(device)) for f in fields(self)})
 
     def task(self, t: int) -> "TaskBatch":
         """Task ``t`` alone, keeping the leading task dimension (``[1, B, ...]``)."""
-        return replace(self, **{f.name: getattr(self, f.name)[t : t + 1] for f in fields(self)})
+        return replace(self, **{f.name: _apply(getattr(self, f.name), lambda x: x[t : t + 1]) for f in fields(self)})
+
+
+def _apply(value: torch.Tensor | None, fn) -> torch.Tensor | None:
+    # Optional fields stay None.
+    return None if value is None else fn(value)

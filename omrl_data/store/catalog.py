@@ -29,6 +29,7 @@ from omrl_data.schema import DEFAULT_NAMESPACE, MANIFEST_FILE, METADATA_FILE
 ROOT_ENV = "OMRL_HOME"  # environment variable naming the catalog root
 DEFAULT_ROOT = Path("~/.omrl")  # used when neither an argument nor OMRL_HOME is given
 STAGING_DIR = ".staging"
+DELETED_PREFIX = ".deleted-"  # tombstone file of a deleted version: its number is not reused
 CACHE_DIR = ".cache"
 
 ID_FORM = "<namespace>/<family>/<name>[-v<N>], e.g. omrl/point_robot_sparse/replay-v1 (no -vN = latest)"
@@ -115,13 +116,14 @@ def versions(family: str, name: str, root: str | Path | None = None, namespace: 
 
 
 def taken_versions(family: str, name: str, root: str | Path | None = None, namespace: str = DEFAULT_NAMESPACE) -> set[int]:
-    """Version numbers in use: complete, being written (staging) or present in any state."""
+    """Version numbers in use: complete, being written (staging), present in any state, or
+    deleted (a deleted number is never reused, so an id always means the same data)."""
     root = resolve_root(root)
     taken: set[int] = set()
     for parent in (root / namespace / family, root / STAGING_DIR / namespace / family):
         if parent.is_dir():
             for p in parent.iterdir():
-                m = _VERSION_DIR_RE.match(p.name)
+                m = _VERSION_DIR_RE.match(p.name.removeprefix(DELETED_PREFIX))
                 if m and m["name"] == name:
                     taken.add(int(m["version"]))
     return taken
@@ -319,6 +321,7 @@ def delete(id_or_path: str | Path, root: str | Path | None = None) -> Path:
     except IntegrityError:
         checksum = None
     target = folder.parent / f".deleting-{uuid.uuid4().hex[:12]}"
+    (folder.parent / f"{DELETED_PREFIX}{folder.name}").touch()
     os.replace(folder, target)
     shutil.rmtree(target, ignore_errors=True)
     if checksum:

@@ -85,6 +85,10 @@ def synthetic_task_arrays(
                 "checkpoint_step": np.full(n, -1 if source == SOURCE_REPLAY else n_rows, dtype=np.int64),
             }
         )
+    if not parts:  # an empty task
+        from omrl_data.schema import FIELDS, field_shape
+
+        return {f.name: np.zeros(field_shape(f, 0, obs_dim, act_dim), dtype=f.dtype) for f in FIELDS}
     if len(parts) == 2:  # checkpoint episodes continue the episode numbering
         parts[1]["episode_index"] += parts[0]["episode_index"][-1] + 1
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -93,15 +93,18 @@ def info_cmd(
         head.add_row("parent", f"{lineage.get('parent')} (manifest {str(lineage.get('parent_manifest', '-'))[:16]}...)")
         head.add_row("slice spec", json.dumps(lineage.get("spec", {}), sort_keys=True))
     console.print(head)
-    table = Table(title="tasks")
-    for col in ("task", "split", "params", "transitions", "episodes", "return mean", "min", "max", "first 10%", "last 10%"):
-        table.add_column(col, justify="left" if col in ("split", "params") else "right")
+    table = Table(title="tasks", caption="return: undiscounted episode return; first/last 10%: mean over those episodes")
+    for col in ("task", "split", "params", "rows", "episodes", "return", "min", "max", "first 10%", "last 10%"):
+        if col == "params":
+            table.add_column(col, max_width=28, overflow="fold")
+        else:
+            table.add_column(col, justify="left" if col == "split" else "right", no_wrap=True)
     for t in d["per_task"]:
         params = json.dumps(t["params"], separators=(",", ":"))
         table.add_row(
             str(t["index"]),
             str(t["split"]),
-            params if len(params) <= 40 else params[:37] + "...",
+            params if len(params) <= 60 else params[:57] + "...",
             f"{t['transitions']:,}",
             f"{t['episodes']:,}",
             _fmt(t["return_mean"]),

@@ -21,6 +21,17 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _short(value) -> str:
+    """Task parameters in a few characters: ``goal=[0.924,0.383]``."""
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_short(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_short(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
 def _fmt(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -93,14 +104,14 @@ def info_cmd(
         head.add_row("parent", f"{lineage.get('parent')} (manifest {str(lineage.get('parent_manifest', '-'))[:16]}...)")
         head.add_row("slice spec", json.dumps(lineage.get("spec", {}), sort_keys=True))
     console.print(head)
-    table = Table(title="tasks", caption="return: undiscounted episode return; first/last 10%: mean over those episodes")
-    for col in ("task", "split", "params", "rows", "episodes", "return", "min", "max", "first 10%", "last 10%"):
+    table = Table(title="tasks", caption="eps: episodes; return: mean undiscounted episode return (first/last: of the first/last 10% of episodes)")
+    for col in ("task", "split", "params", "rows", "eps", "return", "min", "max", "first", "last"):
         if col == "params":
-            table.add_column(col, max_width=28, overflow="fold")
+            table.add_column(col, min_width=12, max_width=40, overflow="fold")
         else:
             table.add_column(col, justify="left" if col == "split" else "right", no_wrap=True)
     for t in d["per_task"]:
-        params = json.dumps(t["params"], separators=(",", ":"))
+        params = _short(t["params"])
         table.add_row(
             str(t["index"]),
             str(t["split"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -257,3 +258,49 @@ def test_concurrent_writers_get_distinct_versions(omrl_home):
     assert third.dataset_id.endswith("a-v2")
     for s in (second, third):
         s.abort()
+
+
+def test_exact_version_and_commit_as_is(omrl_home, tmp_path):
+    """What `pull` does: place a copied version under its own number, byte for byte, verified."""
+    from tests.synthetic import make_synthetic_dataset
+
+    source_root = tmp_path / "remote"
+    source = catalog.resolve(make_synthetic_dataset(source_root, n_tasks=2, n_rows=30), source_root)
+    checksum = manifest.manifest_checksum(source)
+    staged = StagedDataset.create(None, FAMILY, "synthetic", version=1)
+    shutil.rmtree(staged.path)
+    shutil.copytree(source, staged.path)
+    final = staged.commit(None)
+    assert final.name == "synthetic-v1" and manifest.manifest_checksum(final) == checksum
+    assert (final / "metadata.json").read_bytes() == (source / "metadata.json").read_bytes()
+    with pytest.raises(BadInput, match="already exists or existed"):
+        StagedDataset.create(None, FAMILY, "synthetic", version=1)
+
+    # a tampered copy is refused and nothing is placed
+    staged = StagedDataset.create(None, FAMILY, "synthetic", version=5)
+    shutil.rmtree(staged.path)
+    shutil.copytree(source, staged.path)
+    chunk = staged.path / "data.zarr/tasks/0001/rewards/c/0"
+    raw = bytearray(chunk.read_bytes())
+    raw[-1] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match="task 1, array rewards"):
+        staged.commit(None)
+    assert catalog.versions(FAMILY, "synthetic") == [1]
+    staged.abort()
+
+
+def test_commit_checks_policies_and_family(omrl_home):
+    staged = StagedDataset.create(None, FAMILY, "replay")
+    staged.write_task(0, _arrays(0))
+    np.savez(staged.policies_dir / "task_0000_step_100.npz", w=np.zeros(3))
+    (staged.policies_dir / "evil.pkl").write_bytes(b"\x80\x04.")
+    with pytest.raises(BadInput, match=r"only \.npz and \.json"):
+        staged.commit(_metadata(1))
+    (staged.policies_dir / "evil.pkl").unlink()
+    with pytest.raises(BadInput, match="differs from the dataset's family"):
+        staged.commit({**_metadata(1), "family": "ant_dir"})
+    (staged.work_dir / "partial.bin").write_bytes(b"scratch")
+    final = staged.commit(_metadata(1))
+    assert "policies/task_0000_step_100.npz" in manifest.read_manifest(final)["files"]
+    assert not (final / "work").exists()

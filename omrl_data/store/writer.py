@@ -4,6 +4,7 @@ A version is written under ``<root>/.staging/<namespace>/<family>/<name>-v<N>/``
 
     lock.json    who writes it (pid, host, start time, command), held with flock
     plan.json    the writer's plan (e.g. the collection config), to resume with
+    work/        the writer's scratch space (partial chunks of unfinished tasks), not committed
     dataset/     the future version folder: data.zarr/ task groups, policies/, later metadata.json
 
 Staging sits inside the catalog root, so it is on the same filesystem and ``commit`` can move the
@@ -22,12 +23,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from omrl_data.errors import BadInput, IntegrityError, LockedError
-from omrl_data.schema import DEFAULT_NAMESPACE, FORMAT_VERSION, METADATA_FILE, POLICIES_DIR
+from omrl_data.schema import DEFAULT_NAMESPACE, FORMAT_VERSION, MANIFEST_FILE, METADATA_FILE, POLICIES_DIR
 from omrl_data.store import catalog, manifest, zarr_io
 from omrl_data.store.lock import LOCK_FILE, FileLock, describe, holder
 
 PLAN_FILE = "plan.json"
 DATASET_SUBDIR = "dataset"
+WORK_SUBDIR = "work"
 
 
 def _staging_parent(root: Path, namespace: str, family: str) -> Path:
@@ -51,7 +53,9 @@ def unfinished(family: str, name: str, root: str | Path | None = None, namespace
     return sorted(out)
 
 
-def _reserve(parent: Path, namespace: str, family: str, name: str, version: int, command: str | None) -> tuple[Path, FileLock]:
+def _reserve(
+    parent: Path, namespace: str, family: str, name: str, version: int, command: str | None, exact: bool = False
+) -> tuple[Path, FileLock]:
     """Create the staging folder of the first free version >= ``version``, already locked.
 
     The folder is made and locked under a temporary name, then renamed to ``<name>-v<N>``: a
@@ -73,6 +77,8 @@ def _reserve(parent: Path, namespace: str, family: str, name: str, version: int,
         except OSError:
             lock.release()
             shutil.rmtree(tmp, ignore_errors=True)
+            if exact:
+                raise LockedError(f"{namespace}/{family}/{name}-v{version} is being written by another process") from None
             version += 1
             continue
         lock.path = target / LOCK_FILE
@@ -104,11 +110,14 @@ class StagedDataset:
         resume: bool = False,
         namespace: str = DEFAULT_NAMESPACE,
         command: str | None = None,
+        version: int | None = None,
     ) -> "StagedDataset":
         """Reserve the next version of ``<namespace>/<family>/<name>`` and lock it.
 
         With ``resume=True``, re-open the latest unfinished staging of that name instead (BadInput
         if there is none). LockedError (saying who holds it) if another writer has it.
+        ``version``: reserve exactly this number (e.g. pulling a published version); BadInput if
+        it is taken. ``command``: recorded in the lock (default: this process's command line).
         """
         catalog.check_family_name(family)
         catalog.check_name(name)
@@ -136,8 +145,18 @@ class StagedDataset:
                         f"{namespace}/{family}/{name}-v{v} is being written by {describe(info)}; "
                         "wait for it, stop it, or choose another name"
                     )
-            version = catalog.next_version(family, name, root_path, namespace)
-            staging_dir, lock = _reserve(parent, namespace, family, name, version, command)
+            if version is None:
+                version = catalog.next_version(family, name, root_path, namespace)
+                exact = False
+            else:
+                exact = True
+                if version < 1 or version in catalog.taken_versions(family, name, root_path, namespace):
+                    raise BadInput(
+                        f"{namespace}/{family}/{name}-v{version} already exists or existed under {root_path}; "
+                        "versions are immutable (delete it first or use another name)"
+                        if version >= 1 else f"versions start at 1, got {version}"
+                    )
+            staging_dir, lock = _reserve(parent, namespace, family, name, version, command, exact)
         ref = catalog.DatasetRef(namespace, family, name, int(staging_dir.name.rsplit("-v", 1)[1]))
         if resume:
             lock = FileLock(staging_dir / LOCK_FILE, what=ref.id, command=command).acquire()
@@ -165,6 +184,14 @@ class StagedDataset:
     @property
     def final_path(self) -> Path:
         return self.ref.folder(self.root)
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space kept across resumes but not part of the version (e.g. partial chunks of
+        unfinished tasks); deleted at commit."""
+        p = self.staging_dir / WORK_SUBDIR
+        p.mkdir(exist_ok=True)
+        return p
 
     @property
     def policies_dir(self) -> Path:
@@ -200,32 +227,52 @@ class StagedDataset:
             raise IntegrityError(f"{path} is damaged ({e}); start a new collection without --resume") from e
 
     # ----------------------------------------------------------------------------------------
-    def commit(self, metadata: dict[str, Any], progress: Callable[[int], None] | None = None) -> Path:
+    def commit(self, metadata: dict[str, Any] | None, progress: Callable[[int], None] | None = None) -> Path:
         """Finish the version: metadata.json, then manifest.json (atomic, last), then move the
         folder to its final place and release the lock. Returns the final folder.
 
         ``metadata["tasks"]`` (a ``TaskTable.to_dict()``) must name exactly the tasks written.
-        Filled in when absent: family, name, version, dataset_id, created, format_version; always
-        set: ``task_rows`` (rows per task).
+        Filled in when absent: name, created; always set: family, version, dataset_id,
+        format_version, ``task_rows`` (rows per task).
+
+        ``metadata=None`` keeps a ``metadata.json`` already in ``path`` byte for byte (a pulled or
+        copied version); a ``manifest.json`` already there must then verify (IntegrityError
+        otherwise, and nothing is placed), else one is built.
         """
         self._check_open()
-        n_tasks = self._check_tasks(metadata)
         zarr_io.remove_stale_tmp(self.path)
-        meta = dict(metadata)
-        meta["format_version"] = FORMAT_VERSION
-        meta.setdefault("family", self.ref.family)
-        meta.setdefault("name", self.ref.name)
-        meta["version"] = self.version
-        meta["dataset_id"] = self.dataset_id
-        meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        meta["task_rows"] = zarr_io.task_row_counts(self.path, n_tasks)
-        try:
-            json.dumps(meta, allow_nan=True)
-        except (TypeError, ValueError) as e:
-            raise BadInput(f"dataset metadata must be plain JSON: {e}") from e
-        manifest.write_json_atomic(self.path / METADATA_FILE, meta)
-        zarr_io._fsync_tree(self.path)
-        manifest.write_manifest(self.path, progress)
+        self._check_policies()
+        if metadata is None:
+            meta = catalog.read_metadata(self.path)
+            self._check_tasks(meta)
+            manifest.check_format_version(meta.get("format_version"), f"the metadata of {self.dataset_id}")
+            if (self.path / MANIFEST_FILE).exists():
+                problems = manifest.verify(self.path, progress)
+                if problems:
+                    raise IntegrityError(f"{self.dataset_id} does not match its manifest: {problems[0]}")
+            else:
+                zarr_io._fsync_tree(self.path)
+                manifest.write_manifest(self.path, progress)
+        else:
+            n_tasks = self._check_tasks(metadata)
+            if metadata.get("family", self.ref.family) != self.ref.family:
+                raise BadInput(f"metadata family {metadata['family']!r} differs from the dataset's family {self.ref.family!r}")
+            meta = dict(metadata)
+            meta["format_version"] = FORMAT_VERSION
+            meta["family"] = self.ref.family
+            meta.setdefault("name", self.ref.name)
+            meta["version"] = self.version
+            meta["dataset_id"] = self.dataset_id
+            meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+            meta["task_rows"] = zarr_io.task_row_counts(self.path, n_tasks)
+            try:
+                json.dumps(meta, allow_nan=True)
+            except (TypeError, ValueError) as e:
+                raise BadInput(f"dataset metadata must be plain JSON: {e}") from e
+            (self.path / MANIFEST_FILE).unlink(missing_ok=True)  # from an interrupted earlier commit
+            manifest.write_json_atomic(self.path / METADATA_FILE, meta)
+            zarr_io._fsync_tree(self.path)
+            manifest.write_manifest(self.path, progress)
         final = self.final_path
         if final.exists():
             raise IntegrityError(f"{final} already exists; versions are immutable (was it written by another tool?)")
@@ -259,6 +306,14 @@ class StagedDataset:
             raise IntegrityError(f"{self.dataset_id} is already committed; versions are immutable")
         if not self.lock.held:
             raise IntegrityError(f"{self.dataset_id}: the lock was released; re-open it with resume=True")
+
+    def _check_policies(self) -> None:
+        # Policies are weights as .npz (read with allow_pickle=False) or JSON; nothing executable.
+        folder = self.path / POLICIES_DIR
+        if folder.is_dir():
+            bad = [p.name for p in folder.rglob("*") if p.is_file() and p.suffix not in (".npz", ".json")]
+            if bad:
+                raise BadInput(f"{POLICIES_DIR}/ may hold only .npz and .json files, found {bad[:3]}")
 
     def _check_tasks(self, metadata: dict[str, Any]) -> int:
         tasks = metadata.get("tasks")

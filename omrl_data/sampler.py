@@ -48,6 +48,13 @@ class TaskBatchSampler:
     batch_size: B, transitions per task for ``sample()``.
     seed: seed of the sampler's generator (and of ``adaptation_batch``).
     device: where the data and the batches live (``"cpu"``, ``"cuda"``, ...).
+    packed: layout of the data the sampler holds. True: one ``[R, D]`` float32 tensor with
+        every batch field side by side (a copy of the batch fields; a batch is one gather of
+        whole rows, about twice as fast on CPU because each row is one run of memory); the
+        batch's fields are then column views of one gathered tensor. False: one tensor per
+        field, sharing memory with the dataset's arrays on CPU (no copy). None (default):
+        packed, unless the dataset is memory-mapped (larger than the memory budget) and
+        stays on the CPU, where a copy would pull it all into RAM.
     """
 
     def __init__(
@@ -58,6 +65,7 @@ class TaskBatchSampler:
         batch_size: int = 256,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        packed: bool | None = None,
     ):
         self.dataset = dataset
         self.device = torch.device(device)
@@ -74,7 +82,16 @@ class TaskBatchSampler:
         missing = [f for f in BATCH_FIELDS if f not in dataset.fields]
         if missing:
             raise BadInput(f"the dataset lacks fields {missing}; the sampler needs {list(BATCH_FIELDS)}")
-        self._fields = {name: self._to_device(dataset.fields[name], name) for name in BATCH_FIELDS}
+        if packed is None:
+            mapped = any(isinstance(dataset.fields[f], np.memmap) for f in BATCH_FIELDS)
+            packed = not (mapped and self.device.type == "cpu")
+        self.packed = bool(packed)
+        self._fields: dict[str, torch.Tensor] = {}
+        self._columns: dict[str, tuple[int, int, tuple[int, ...]]] = {}  # packed: field -> (lo, hi, row shape)
+        if self.packed:
+            self._packed = self._pack(dataset.fields)
+        else:
+            self._fields = {name: self._to_device(dataset.fields[name], name) for name in BATCH_FIELDS}
         self._features = torch.as_tensor(np.asarray(dataset.tasks.features, dtype=np.float32)).to(self.device)
         self._pool_t = torch.as_tensor(self.pool, dtype=torch.int64)
         self._generator = torch.Generator().manual_seed(self.seed)
@@ -116,6 +133,34 @@ class TaskBatchSampler:
             tensor = torch.from_numpy(array)
         dtype = torch.bool if name in FLAG_FIELDS else torch.float32
         return tensor.to(device=self.device, dtype=dtype)
+
+    def _pack(self, fields: Any) -> torch.Tensor:
+        """``[R, D]`` float32 on the device: the batch fields side by side, flags as 0/1."""
+        width = 0
+        for name in BATCH_FIELDS:
+            shape = tuple(np.shape(fields[name])[1:])
+            size = int(np.prod(shape, dtype=np.int64))
+            self._columns[name] = (width, width + size, shape)
+            width += size
+        rows = len(fields[BATCH_FIELDS[0]])
+        packed = torch.empty((rows, width), dtype=torch.float32, device=self.device)
+        chunk = 1 << 18  # bounded host memory while copying a large or memory-mapped dataset
+        for lo in range(0, rows, chunk):
+            hi = min(lo + chunk, rows)
+            part = np.concatenate([np.asarray(fields[n][lo:hi], dtype=np.float32).reshape(hi - lo, -1) for n in BATCH_FIELDS], 1)
+            packed[lo:hi] = torch.from_numpy(part).to(self.device)
+        return packed
+
+    def _read(self, flat: torch.Tensor, t: int, b: int) -> dict[str, torch.Tensor]:
+        """Field name -> ``[T, B, ...]`` values of global rows ``flat [T * B]`` (on the device)."""
+        if not self.packed:
+            return {name: values.index_select(0, flat).view(t, b, *values.shape[1:]) for name, values in self._fields.items()}
+        rows = self._packed.index_select(0, flat).view(t, b, -1)
+        out = {}
+        for name, (lo, hi, shape) in self._columns.items():
+            col = rows[..., lo] if not shape else rows[..., lo:hi].view(t, b, *shape)
+            out[name] = col != 0 if name in FLAG_FIELDS else col
+        return out
 
     # ------------------------------------------------------------------------------ draw tools
     def _randint(self, n: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -175,9 +220,7 @@ class TaskBatchSampler:
         """Batch of global rows ``rows [T, B]`` (CPU int64) for tasks ``task_ids [T]``."""
         t, b = rows.shape
         flat = rows.reshape(-1).to(self.device)
-        out = {}
-        for name, values in self._fields.items():
-            out[name] = values.index_select(0, flat).view(t, b, *values.shape[1:])
+        out = self._read(flat, t, b)
         if mask is None:
             mask_d = torch.ones((t, b), dtype=torch.bool, device=self.device)
         else:

@@ -303,6 +303,23 @@ def test_same_seed_same_batches_and_global_rngs_untouched(ds):
     assert np.array_equal(np.random.get_state()[1], np_state)
 
 
+def test_packed_and_per_field_layouts_give_the_same_batches(ds):
+    packed = TaskBatchSampler(ds, "train", meta_batch=3, seed=18)
+    fields = TaskBatchSampler(ds, "train", meta_batch=3, seed=18, packed=False)
+    assert packed.packed and not fields.packed
+    for _ in range(2):
+        sup_p, _ = packed.sample_support_query(16, 16)
+        sup_f, _ = fields.sample_support_query(16, 16)
+        ctx_p = packed.sample_context(length=25)  # some tasks padded
+        ctx_f = fields.sample_context(length=25)
+        for a, b in ((sup_p, sup_f), (ctx_p, ctx_f), (packed.sample(), fields.sample())):
+            for name in ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "mc_returns", "mask", "task_features"):
+                x, y = getattr(a, name), getattr(b, name)
+                assert x.dtype == y.dtype and torch.equal(x, y), name
+    # Zero copy: the per-field layout shares the dataset's memory.
+    assert fields._fields["observations"].data_ptr() == ds.fields["observations"].ctypes.data
+
+
 def test_exact_resume(ds):
     s = TaskBatchSampler(ds, "train", meta_batch=3, seed=16)
     draw_all(s)
@@ -354,6 +371,7 @@ def test_sampler_reads_a_loaded_memory_mapped_dataset(synthetic_dataset):
     ds = load(synthetic_dataset, memory_budget_mb=0)  # forces the read-only memory map
     assert isinstance(ds.fields["observations"], np.memmap)
     s = TaskBatchSampler(ds, "train", meta_batch=2, batch_size=32, seed=0)
+    assert not s.packed  # no copy of a memory-mapped dataset into RAM
     b = s.sample()
     ids = b.task_index.numpy()
     assert b.observations.shape == (2, 32, ds.obs_dim)

@@ -21,6 +21,9 @@ class TaskTable:
     split: per task ``"train"`` or ``"test"``.
     split_kind: how the split was made (``random``, ``interpolation``, ``extrapolation``,
         ``explicit``, ``all``) with its arguments in ``split_args``.
+        ``split_args["test_equals_train"]`` true means the test tasks are the training tasks
+        (cheetah_dir, as in the papers): every row is labelled ``"train"`` and ``indices("test")``
+        returns all of them.
     """
 
     family: str
@@ -52,6 +55,8 @@ class TaskTable:
             return np.arange(len(self), dtype=np.int64)
         if split not in SPLITS:
             raise BadInput(f"unknown split {split!r}; expected one of train, test, all")
+        if split == "test" and self.split_args.get("test_equals_train"):
+            return np.arange(len(self), dtype=np.int64)
         return np.array([i for i, s in enumerate(self.split) if s == split], dtype=np.int64)
 
     def with_split(self, split: tuple[str, ...] | list[str], kind: str, **args: Any) -> "TaskTable":

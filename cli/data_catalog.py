@@ -43,10 +43,16 @@ def list_cmd(
     """Every local dataset version: family, tasks (train/test), transitions, size, created, parent."""
     from omrl_data.store import catalog
 
+    from omrl_data.store.lock import describe
+    from omrl_data.store.writer import unfinished_writes
+
     rows = catalog.list_datasets(root)
     if as_json:
         print(json.dumps(rows, indent=1))
         return
+    for w in unfinished_writes(root):
+        state = f"being written by {describe(w['writer'])}" if w["writer"] else "interrupted: continue it with --resume"
+        console.print(f"[yellow]unfinished[/] {w['id']}: {w['tasks_done']} task(s) written, {state}", highlight=False, soft_wrap=True)
     if not rows:
         console.print(f"no datasets under {catalog.resolve_root(root)}")
         return

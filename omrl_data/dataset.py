@@ -329,6 +329,8 @@ def _build_cache(path: Path, folder: Path, checksum: str, layout: _Layout) -> No
         np.save(tmp / OFFSETS_FILE, layout.offsets, allow_pickle=False)
         manifest.write_json_atomic(tmp / CACHE_INFO, layout.describe(checksum))
         zarr_io._fsync_tree(tmp)
+        if _cache_matches(folder, checksum, layout):  # another process finished the same build first
+            return
         if folder.exists():  # a stale or damaged cache of the same version
             catalog.remove_cache(checksum, parent.parent)
         try:

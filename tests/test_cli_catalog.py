@@ -98,3 +98,18 @@ def test_bad_input_is_one_line(two, args, code, text):
     assert r.exit_code == code
     assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.output
+
+
+def test_list_shows_unfinished_writes(two):
+    from omrl_data.store.writer import StagedDataset
+    from tests.synthetic import synthetic_task_arrays
+
+    running = StagedDataset.create(None, "point_robot_sparse", "running")
+    stopped = StagedDataset.create(None, "point_robot_sparse", "stopped")
+    stopped.write_task(0, synthetic_task_arrays(10, 2, 2))
+    stopped.release()
+    out = run("list").stdout
+    assert "unfinished omrl/point_robot_sparse/running-v1: 0 task(s) written, being written by pid" in out
+    assert "unfinished omrl/point_robot_sparse/stopped-v1: 1 task(s) written, interrupted" in out
+    assert {r["id"] for r in json.loads(run("list", "--json").stdout)} == set(two)  # JSON lists complete versions only
+    running.release()

@@ -304,3 +304,16 @@ def test_commit_checks_policies_and_family(omrl_home):
     final = staged.commit(_metadata(1))
     assert "policies/task_0000_step_100.npz" in manifest.read_manifest(final)["files"]
     assert not (final / "work").exists()
+
+
+def test_forked_child_cannot_release_the_parents_lock(omrl_home):
+    staged = StagedDataset.create(None, FAMILY, "replay")
+    pid = os.fork()
+    if pid == 0:  # child: releasing (or being collected) must not drop the parent's lock
+        staged.release()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert (staged.staging_dir / "lock.json").exists()
+    with pytest.raises(LockedError):
+        StagedDataset.create(None, FAMILY, "replay", resume=True)
+    staged.release()

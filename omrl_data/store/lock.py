@@ -97,13 +97,14 @@ class FileLock:
         self.what = what  # named in the error, e.g. "omrl/ant_dir/replay-v2"
         self.command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
         self._fd: int | None = None
+        self._owner_pid: int | None = None  # a forked child must never release its parent's lock
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._fd is not None and self._owner_pid == os.getpid()
 
     def acquire(self) -> "FileLock":
-        if self._fd is not None:
+        if self.held:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
@@ -149,12 +150,13 @@ class FileLock:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         os.fsync(fd)
         self._fd = fd
+        self._owner_pid = os.getpid()
         return self
 
     def release(self) -> None:
         """Drop the lock and remove its file (removed first, while still held, so nobody reads a
         released lock as stale)."""
-        if self._fd is None:
+        if self._fd is None or self._owner_pid != os.getpid():
             return
         try:
             self.path.unlink(missing_ok=True)

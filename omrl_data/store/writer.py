@@ -53,6 +53,29 @@ def unfinished(family: str, name: str, root: str | Path | None = None, namespace
     return sorted(out)
 
 
+def unfinished_writes(root: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every version being written or interrupted under a root: id, finished task groups, and
+    the writer holding it (None when nobody does: resume it with ``resume=True``)."""
+    root = catalog.resolve_root(root)
+    base = root / catalog.STAGING_DIR
+    out = []
+    if not base.is_dir():
+        return out
+    for folder in sorted(base.glob("*/*/*")):
+        if folder.name.startswith(".") or not folder.is_dir() or "-v" not in folder.name:
+            continue
+        name, _, version = folder.name.rpartition("-v")
+        if not version.isdigit():
+            continue
+        ref = catalog.DatasetRef(folder.parent.parent.name, folder.parent.name, name, int(version))
+        if catalog.is_complete(ref.folder(root)):
+            continue  # committed; only the clean-up was interrupted
+        tasks = zarr_io.data_root(folder / DATASET_SUBDIR) / "tasks"
+        done = sum(1 for p in tasks.iterdir() if p.name.isdigit()) if tasks.is_dir() else 0
+        out.append({"id": ref.id, "path": str(folder), "tasks_done": done, "writer": holder(folder / LOCK_FILE)})
+    return out
+
+
 def _reserve(
     parent: Path, namespace: str, family: str, name: str, version: int, command: str | None, exact: bool = False
 ) -> tuple[Path, FileLock]:

@@ -285,10 +285,9 @@ def _verify_or_raise(path: Path) -> None:
 
 def _copy_from_zarr(path: Path, layout: _Layout, out: dict[str, np.ndarray]) -> None:
     for i in range(len(layout.offsets) - 1):
-        lo, hi = int(layout.offsets[i]), int(layout.offsets[i + 1])
-        arrays = zarr_io.read_task_group(path, i, tuple(layout.names))
-        for name in layout.names:
-            out[name][lo:hi] = arrays[name]
+        base = int(layout.offsets[i])
+        for name, first, block in zarr_io.iter_field_blocks(path, i, tuple(layout.names)):
+            out[name][base + first : base + first + len(block)] = block
 
 
 def _cache_matches(folder: Path, checksum: str, layout: _Layout) -> bool:

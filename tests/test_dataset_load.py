@@ -178,3 +178,17 @@ def test_load_never_unpickles(dataset_id, omrl_home):
     np.save(cache / "rewards.npy", np.array([object()] * len(data), dtype=object), allow_pickle=True)
     again = omrl_data.load(dataset_id)
     assert again.fields["rewards"].dtype == np.float32
+
+
+def test_tasks_larger_than_one_copy_block(omrl_home, monkeypatch):
+    from omrl_data.store import zarr_io
+
+    rows = [2 * zarr_io.ROWS_PER_CHUNK + 123, 1000]  # copied in blocks of whole chunks
+    monkeypatch.setattr(zarr_io.iter_field_blocks, "__defaults__", (zarr_io.ROWS_PER_CHUNK,))
+    dataset_id = make_synthetic_dataset(n_tasks=2, n_rows=rows, name="big")
+    data = omrl_data.load(dataset_id, memory_budget_mb=0.5)
+    assert isinstance(data.fields["observations"], np.memmap)
+    for i, n in enumerate(rows):
+        exp = synthetic_task_arrays(n, 2, 2, task_index=i)
+        for k in ("observations", "mc_returns", "episode_index"):
+            np.testing.assert_array_equal(data.task_arrays(i)[k], exp[k])

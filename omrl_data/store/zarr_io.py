@@ -82,6 +82,24 @@ def read_task_group(dataset_dir: str | Path, task_index: int, fields: tuple[str,
         raise IntegrityError(f"task {task_index}: cannot read its arrays ({type(e).__name__}: {e})") from e
 
 
+def iter_field_blocks(dataset_dir: str | Path, task_index: int, names: tuple[str, ...], block_rows: int = 4 * ROWS_PER_CHUNK):
+    """Yield ``(name, first_row, block)`` over the named arrays of one task, ``block_rows`` rows at
+    a time (whole chunks), so that copying a large task never holds all of it in memory."""
+    path = data_root(dataset_dir) / task_group_name(task_index)
+    if not (path / "zarr.json").exists():
+        raise IntegrityError(f"task {task_index} has no data group at {path}")
+    group = zarr.open_group(str(path), mode="r", zarr_format=3)
+    for name in names:
+        try:
+            arr = group[name]
+            for lo in range(0, arr.shape[0], block_rows):
+                yield name, lo, np.asarray(arr[lo : lo + block_rows])
+        except IntegrityError:
+            raise
+        except Exception as e:  # corrupt chunk (decompression failure) or missing array
+            raise IntegrityError(f"task {task_index}, array {name}: cannot read it ({type(e).__name__}: {e})") from e
+
+
 def remove_stale_tmp(dataset_dir: str | Path) -> None:
     """Delete temporary groups left by an interrupted writer."""
     tasks = data_root(dataset_dir) / "tasks"

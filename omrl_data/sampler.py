@@ -97,6 +97,7 @@ class TaskBatchSampler:
         self._generator = torch.Generator().manual_seed(self.seed)
         self._episodes: _Episodes | None = None  # built on first use by sample_context
         self._windows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # length C -> window tables
+        self._scratch: torch.Tensor | None = None  # [R] int32, built on first draw without replacement
 
     # ---------------------------------------------------------------------------------- set-up
     def _resolve_pool(self, tasks: str | Sequence[int], n_tasks: int) -> list[int]:
@@ -185,9 +186,10 @@ class TaskBatchSampler:
     def _distinct_rows(self, sizes: torch.Tensor, k: int, what: str, task_ids: torch.Tensor) -> torch.Tensor:
         """``[T, k]`` local row indices, distinct within each task, uniform over ordered k-subsets.
 
-        Tasks holding at least 2k rows: draw with replacement and redraw later duplicates until
-        none is left (the process commutes with relabelling the rows, so the result is uniform
-        over ordered k-tuples of distinct rows); smaller tasks take a prefix of a permutation.
+        Tasks holding at least 2k rows: draw with replacement, then redraw every repeat of an
+        earlier position until none is left. The rule ignores the values, so the result is
+        invariant under relabelling a task's rows and hence uniform over ordered k-tuples of
+        distinct rows. Smaller tasks (repeats would be frequent) take a prefix of a permutation.
         """
         small = sizes < k
         if bool(small.any()):
@@ -196,19 +198,34 @@ class TaskBatchSampler:
         rows = self._randint(sizes[:, None], (len(sizes), k))
         big = sizes >= 2 * k
         if k > 1 and bool(big.any()):
-            sub, n = rows[big], sizes[big][:, None]
+            every = bool(big.all())
+            sub, n, ids = (rows, sizes, task_ids) if every else (rows[big], sizes[big], task_ids[big])
+            # Repeats found without sorting: each dataset row records the first position that
+            # drew it (scatter with amin), and a position is a repeat if another came first.
+            flat = (sub + self._offsets[ids][:, None]).reshape(-1)
+            pos = torch.arange(flat.numel(), dtype=torch.int32)
+            first = self._first_position()
             while True:
-                ordered, order = sub.sort(dim=1, stable=True)
-                dup_sorted = torch.zeros_like(sub, dtype=torch.bool)
-                dup_sorted[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-                if not bool(dup_sorted.any()):
+                first.scatter_reduce_(0, flat, pos, reduce="amin", include_self=False)
+                repeat = torch.nonzero(first[flat] != pos).squeeze(1)
+                if repeat.numel() == 0:
                     break
-                dup = torch.zeros_like(dup_sorted).scatter_(1, order, dup_sorted)
-                sub = torch.where(dup, self._randint(n, sub.shape), sub)
-            rows[big] = sub
-        for i in torch.nonzero(~big).flatten().tolist():  # collisions would be frequent: permute
+                owner = repeat // k
+                flat[repeat] = self._randint(n[owner], (repeat.numel(),)) + self._offsets[ids[owner]]
+            sub = flat.view(-1, k) - self._offsets[ids][:, None]
+            if every:
+                rows = sub
+            else:
+                rows[big] = sub
+        for i in torch.nonzero(~big).flatten().tolist():
             rows[i] = torch.randperm(int(sizes[i]), generator=self._generator)[:k]
         return rows
+
+    def _first_position(self) -> torch.Tensor:
+        """Scratch ``[R]`` int32 for repeat detection; entries are only read after a write."""
+        if self._scratch is None:
+            self._scratch = torch.empty(int(self._offsets[-1]), dtype=torch.int32)
+        return self._scratch
 
     def _gather(
         self,

@@ -317,3 +317,23 @@ def test_forked_child_cannot_release_the_parents_lock(omrl_home):
     with pytest.raises(LockedError):
         StagedDataset.create(None, FAMILY, "replay", resume=True)
     staged.release()
+
+
+def test_disk_full_is_one_actionable_error(omrl_home, monkeypatch):
+    import errno
+
+    from omrl_data.store.writer import StorageError
+
+    staged = StagedDataset.create(None, FAMILY, "replay")
+    staged.write_task(0, _arrays(0))
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zarr_io, "write_task_group", full)
+    with pytest.raises(StorageError, match="No space left on device; free space .* --resume"):
+        staged.write_task(1, _arrays(1))
+    monkeypatch.setattr(manifest, "write_manifest", full)
+    with pytest.raises(StorageError, match="No space left"):
+        staged.commit(_metadata(1))
+    assert catalog.list_datasets() == [] and staged.done_tasks() == {0}

@@ -15,6 +15,7 @@ folder holds whole groups only and ``StagedDataset.create(..., resume=True)`` co
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from omrl_data.errors import BadInput, IntegrityError, LockedError
+from omrl_data.errors import BadInput, IntegrityError, LockedError, OmrlError
 from omrl_data.schema import DEFAULT_NAMESPACE, FORMAT_VERSION, MANIFEST_FILE, METADATA_FILE, POLICIES_DIR
 from omrl_data.store import catalog, manifest, zarr_io
 from omrl_data.store.lock import LOCK_FILE, FileLock, describe, holder
@@ -106,6 +107,10 @@ def _reserve(
             continue
         lock.path = target / LOCK_FILE
         return target, lock
+
+
+class StorageError(OmrlError):
+    """The disk is full, read-only or not writable; the staging folder is kept for --resume."""
 
 
 class StagedDataset:
@@ -233,7 +238,19 @@ class StagedDataset:
     def write_task(self, task_index: int, arrays: dict[str, Any]) -> Path:
         """Write one task group (atomic); same as ``zarr_io.write_task_group(self.path, ...)``."""
         self._check_open()
-        return zarr_io.write_task_group(self.path, task_index, arrays)
+        try:
+            return zarr_io.write_task_group(self.path, task_index, arrays)
+        except OSError as e:
+            raise self._storage_error(e) from e
+
+    def _storage_error(self, e: OSError) -> Exception:
+        """Disk full, read-only or permission problems as one actionable line; others unchanged."""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            return StorageError(
+                f"cannot write {self.dataset_id} under {self.root}: {e.strerror}; "
+                "free space or fix permissions, then continue with --resume (finished tasks are kept)"
+            )
+        return e
 
     def save_plan(self, plan: dict[str, Any]) -> None:
         """Record the writer's plan (JSON) so that a resumed run can check and continue it."""
@@ -263,6 +280,12 @@ class StagedDataset:
         otherwise, and nothing is placed), else one is built.
         """
         self._check_open()
+        try:
+            return self._commit(metadata, progress)
+        except OSError as e:
+            raise self._storage_error(e) from e
+
+    def _commit(self, metadata: dict[str, Any] | None, progress: Callable[[int], None] | None) -> Path:
         zarr_io.remove_stale_tmp(self.path)
         self._check_policies()
         if metadata is None:

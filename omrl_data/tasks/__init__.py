@@ -12,6 +12,8 @@ import gymnasium
 from omrl_data.errors import BadInput
 from omrl_data.tasks.bandit import Bandit
 from omrl_data.tasks.base import TaskFamily
+from omrl_data.tasks.locomotion import AntDir, CheetahDir, CheetahVel
+from omrl_data.tasks.physics import HopperParams, WalkerParams
 from omrl_data.tasks.point_robot import PointRobotSparse
 from omrl_data.tasks.table import TaskTable
 
@@ -19,9 +21,17 @@ from omrl_data.tasks.table import TaskTable
 _ENTRY_POINTS = {
     "point_robot_sparse": "omrl_data.tasks.point_robot:PointRobotSparseEnv",
     "bandit": "omrl_data.tasks.bandit:BanditEnv",
+    "cheetah_dir": "omrl_data.tasks.mujoco_envs:CheetahDirEnv",
+    "cheetah_vel": "omrl_data.tasks.mujoco_envs:CheetahVelEnv",
+    "ant_dir": "omrl_data.tasks.mujoco_envs:AntDirEnv",
+    "walker_params": "omrl_data.tasks.mujoco_envs:WalkerParamsEnv",
+    "hopper_params": "omrl_data.tasks.mujoco_envs:HopperParamsEnv",
 }
 
-_FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (PointRobotSparse(), Bandit())}
+_FAMILIES: dict[str, TaskFamily] = {
+    f.name: f
+    for f in (CheetahDir(), CheetahVel(), AntDir(), WalkerParams(), HopperParams(), PointRobotSparse(), Bandit())
+}
 
 
 def family_names() -> list[str]:

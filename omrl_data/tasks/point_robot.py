@@ -35,7 +35,6 @@ class PointRobotSparse(TaskFamily):
     papers = ("R2PGO", "PEARL", "FOCAL", "CSRO", "CORRO", "BOReL")
     obs_dim = 2
     act_dim = 2
-    default_tasks = 20
     order_name = "goal_angle"
     default_train_range = (0.0, math.pi / 2)  # train on the right quarter circle, test on the left
     description = "2-D point, sparse reward within 0.2 of a goal on the unit semicircle"

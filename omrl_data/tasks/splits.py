@@ -132,3 +132,21 @@ def _extrapolation(family: "TaskFamily", keys: np.ndarray, train_range: Any) -> 
         )
     labels = ["train" if t else "test" for t in train]
     return labels, {"train_range": [lo, hi], "order": family.order_name}
+
+
+def parse_index_list(text: str) -> list[int]:
+    """``"2,7,15"`` -> ``[2, 7, 15]`` (task indices as typed on a command line)."""
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x != ""]
+    except ValueError:
+        raise BadInput(f"test tasks must be comma-separated task indices like 2,7,15; got {text!r}") from None
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """``"0,1"`` -> ``(0.0, 1.0)`` (a half-open training range as typed on a command line)."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        lo, hi = (float(x) for x in parts)
+    except ValueError:
+        raise BadInput(f"train range must be two numbers lo,hi like 0,1; got {text!r}") from None
+    return lo, hi

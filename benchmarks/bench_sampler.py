@@ -209,7 +209,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=2.0, help="timing budget per method")
     parser.add_argument("--no-minari", action="store_true", help="skip the Minari comparison")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (numpy and Minari use one)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     t, b = args.meta_batch, args.batch_size
 
     start = time.perf_counter()

@@ -93,6 +93,7 @@ class TaskBatchSampler:
         else:
             self._fields = {name: self._to_device(dataset.fields[name], name) for name in BATCH_FIELDS}
         self._features = torch.as_tensor(np.asarray(dataset.tasks.features, dtype=np.float32)).to(self.device)
+        self._features64 = torch.as_tensor(np.asarray(dataset.tasks.features, dtype=np.float64))  # for the kernel
         self._pool_t = torch.as_tensor(self.pool, dtype=torch.int64)
         self._generator = torch.Generator().manual_seed(self.seed)
         self._episodes: _Episodes | None = None  # built on first use by sample_context
@@ -376,7 +377,7 @@ class TaskBatchSampler:
         if not alpha >= 0 or alpha == float("inf"):
             raise BadInput(f"alpha={alpha} must be a finite number >= 0 (0 gives uniform negatives)")
         anchors = torch.as_tensor(self._check_task_indices(anchor_tasks, "anchor_tasks"), dtype=torch.int64)
-        feats = torch.as_tensor(np.asarray(self.dataset.tasks.features, dtype=np.float64))
+        feats = self._features64
         d2 = ((feats[anchors][:, None, :] - feats[self._pool_t][None, :, :]) ** 2).sum(-1)
         logits = -alpha * d2  # log-space, so a large alpha cannot underflow every weight to 0
         logits[anchors[:, None] == self._pool_t[None, :]] = float("-inf")

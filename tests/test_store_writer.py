@@ -337,3 +337,49 @@ def test_disk_full_is_one_actionable_error(omrl_home, monkeypatch):
     with pytest.raises(StorageError, match="No space left"):
         staged.commit(_metadata(1))
     assert catalog.list_datasets() == [] and staged.done_tasks() == {0}
+
+
+def test_readers_never_see_a_half_written_version(omrl_home):
+    """A reader polling the catalog while versions are committed only ever sees whole ones."""
+    child = _spawn(
+        f"""
+        from tests.synthetic import make_synthetic_dataset
+        print("go", flush=True)
+        for k in range(6):
+            make_synthetic_dataset(n_tasks=3, n_rows=3000, seed=k)
+        print("done", flush=True)
+        """,
+        omrl_home,
+    )
+    _wait_line(child, "go")
+    checked = set()
+    while True:
+        finished = child.poll() is not None  # one more full pass after the writer exits
+        for row in catalog.list_datasets():
+            if row["id"] not in checked:
+                assert manifest.verify(row["path"]) == [], row["id"]
+                assert row["transitions"] == 9000
+                checked.add(row["id"])
+        if finished:
+            break
+    child.wait()
+    assert child.returncode == 0
+    assert len(checked) == 6
+
+
+def test_concurrent_first_loads_build_one_cache(omrl_home):
+    from tests.synthetic import make_synthetic_dataset
+
+    dataset_id = make_synthetic_dataset(n_tasks=4, n_rows=20000)
+    code = f"""
+        import numpy as np, omrl_data
+        d = omrl_data.load("{dataset_id}")
+        print(float(np.asarray(d.fields["observations"], dtype=np.float64).sum()), flush=True)
+        """
+    children = [_spawn(code, omrl_home) for _ in range(2)]
+    sums = [float(c.communicate(timeout=120)[0].strip()) for c in children]
+    assert all(c.returncode == 0 for c in children)
+    expected = float(np.asarray(omrl_data.load(dataset_id).fields["observations"], dtype=np.float64).sum())
+    assert sums == [expected, expected]
+    cache = omrl_home / ".cache"
+    assert [p.name for p in cache.iterdir()] == [manifest.manifest_checksum(catalog.resolve(dataset_id))]

@@ -120,7 +120,11 @@ class TaskBatchSampler:
             raise BadInput(f"{what} is empty; give at least one task index")
         out = []
         for v in values:
-            if isinstance(v, bool) or int(v) != v or not 0 <= int(v) < n_tasks:
+            try:
+                ok = not isinstance(v, (bool, str)) and int(v) == v and 0 <= int(v) < n_tasks
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
                 raise BadInput(f"{what} has {v!r}; task indices are integers 0..{n_tasks - 1}")
             out.append(int(v))
         if len(set(out)) != len(out):

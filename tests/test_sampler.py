@@ -347,6 +347,8 @@ def test_exact_resume(ds):
         (lambda ds: TaskBatchSampler(tagged_dataset(rows=(30, 30), n_test=0), "test"), "has no tasks"),
         (lambda ds: TaskBatchSampler(ds, [0, 9]), "0..5"),
         (lambda ds: TaskBatchSampler(ds, [1, 1]), "repeats"),
+        (lambda ds: TaskBatchSampler(ds, ["a"]), "0..5"),
+        (lambda ds: TaskBatchSampler(ds, [1.5]), "0..5"),
         (lambda ds: TaskBatchSampler(ds, []), "empty"),
         (lambda ds: TaskBatchSampler(ds, batch_size=0), "batch_size"),
         (lambda ds: TaskBatchSampler(ds).sample_support_query(200, 200), "task 0 holds 300"),

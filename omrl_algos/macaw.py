@@ -1,0 +1,213 @@
+"""MACAW: Meta Actor-Critic with Advantage Weighting (paper 001, Algorithms 1 and 2).
+
+Per task of a meta-batch (support batch D_tr, disjoint query batch D_ts):
+
+1. value inner step on the MC-return regression (eq. 2):  phi' = phi - eta * grad L_V(phi, D_tr)
+2. policy inner step on the enriched loss (eq. 3) with the *adapted* value:
+   theta' = theta - alpha * grad [L_AWR + c * L_ADV](theta, phi', D_tr)
+3. outer losses on D_ts: L_V(phi') (eq. 5) and plain L_AWR(theta', phi') (eq. 6).
+
+The outer update is Adam on the mean over tasks, differentiated through the inner steps
+(second order; ``first_order=True`` stops that). Inner lrs (one per parameter tensor) and the
+advantage coefficient c are learned, stored as log values and applied through softplus.
+Steps 1-2 repeat ``inner_steps`` times (interleaved, as in Alg. 2); meta-test runs the same
+adaptation on the test task's adaptation batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omrl_algos import losses
+from omrl_algos.base import Agent, MetaAlgorithm
+from omrl_algos.meta import (
+    call,
+    detached,
+    grad_norm,
+    inner_step,
+    lrs_for,
+    make_inner_lrs,
+    map_tasks,
+    params_of,
+    raw_lr,
+    task_tensors,
+)
+from omrl_algos.networks import GaussianPolicy, ValueNetwork
+from omrl_data.batch import TaskBatch
+
+
+@dataclass
+class MacawConfig:
+    """MACAW hyperparameters; defaults from paper 001 and its reference code (reference.md s. 3)."""
+
+    width: int = 100  # hidden units per layer of policy and value
+    depth: int = 3  # hidden layers of policy and value
+    weight_transform: bool = True  # weight-transform layers everywhere; False = plain linear layers of equal width
+    latent_dim: int = 100  # size of each layer's latent code (weight transform only)
+    adv_width: int = 32  # hidden units of the advantage head
+    advantage_head: bool = True  # enriched inner loss L_AWR + c L_ADV; False = MAML+AWR ablation
+    policy_sigma: float = 0.2  # fixed standard deviation of the Gaussian policy
+    meta_batch: int = 5  # tasks per meta-batch
+    support_size: int = 256  # support (inner-loop) transitions per task
+    query_size: int = 256  # query (outer-loop) transitions per task, disjoint from the support
+    contiguous_support: bool = True  # support = one window of consecutive rows (the reference's trajectory batches)
+    inner_steps: int = 1  # inner SGD steps (value then policy per step)
+    inner_lr_init: float = 1e-3  # initial inner lr; stored as log(lr), applied through softplus
+    learn_inner_lrs: bool = True  # meta-learn the per-tensor inner lrs and c
+    lr_lr: float = 1e-3  # Adam lr of the inner lrs and c
+    adv_coef_init: float = 0.01  # initial advantage-loss coefficient c; stored as log(c), applied through softplus
+    temperature: float = 1.0  # AWR temperature T
+    max_weight: float = 20.0  # AWR weights are clipped at this value (clamp at log(max_weight))
+    value_lr: float = 1e-5  # outer Adam lr of the value network
+    policy_lr: float = 1e-4  # outer Adam lr of the policy (with its advantage head)
+    first_order: bool = False  # drop second-order terms of the meta-gradient
+    vmap: bool = True  # tasks of a meta-batch through torch.func.vmap; False = Python loop (same numbers)
+    grad_clip: float = 0.0  # clip the meta-gradient norm per network; 0 = off
+
+
+class Macaw(MetaAlgorithm):
+    name = "macaw"
+    Config = MacawConfig
+
+    def __init__(self, config: MacawConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu"):
+        super().__init__(config, obs_dim, act_dim, device)
+        c = config
+        net = dict(width=c.width, depth=c.depth, weight_transform=c.weight_transform, latent_dim=c.latent_dim)
+        self.value = ValueNetwork(obs_dim, **net).to(self.device)
+        self.policy = GaussianPolicy(
+            obs_dim, act_dim, sigma=c.policy_sigma, adv_width=c.adv_width, advantage_head=c.advantage_head, **net
+        ).to(self.device)
+        self.value_lrs = make_inner_lrs(self.value, c.inner_lr_init, self.device)
+        self.policy_lrs = make_inner_lrs(self.policy, c.inner_lr_init, self.device)
+        self.adv_coef = nn.Parameter(torch.tensor(raw_lr(c.adv_coef_init), device=self.device))
+        for p in self._learned_scalars():
+            p.requires_grad_(c.learn_inner_lrs)
+        groups = [
+            {"params": list(self.value.parameters()), "lr": c.value_lr},
+            {"params": list(self.policy.parameters()), "lr": c.policy_lr},
+        ]
+        if c.learn_inner_lrs:
+            groups.append({"params": self._learned_scalars(), "lr": c.lr_lr})
+        self.optimizer = torch.optim.Adam(groups)
+
+    def _learned_scalars(self) -> list[nn.Parameter]:
+        return list(self.value_lrs.parameters()) + list(self.policy_lrs.parameters()) + [self.adv_coef]
+
+    def make_sampler(self, dataset: Any, seed: int, device: str | torch.device) -> Any:
+        from omrl_data.sampler import TaskBatchSampler
+
+        n_train = len(dataset.tasks.indices("train"))
+        return TaskBatchSampler(dataset, tasks="train", meta_batch=min(self.config.meta_batch, n_train), batch_size=self.config.support_size, seed=seed, device=device)
+
+    # ------------------------------------------------------------------------- pure pieces
+    def meta_params(self) -> dict[str, Any]:
+        """Everything the per-task function reads, as a pytree of tensors."""
+        return {
+            "value": params_of(self.value),
+            "policy": params_of(self.policy),
+            "value_lrs": dict(self.value_lrs.items()),
+            "policy_lrs": dict(self.policy_lrs.items()),
+            "adv_coef": self.adv_coef,
+        }
+
+    def _value_loss(self, value_params: dict, task: dict) -> dict[str, torch.Tensor]:
+        return losses.value_loss(call(self.value, value_params, task["observations"]), task["mc_returns"])
+
+    def _advantages(self, value_params: dict, task: dict) -> torch.Tensor:
+        """``R - V_phi(s)``, a constant for the policy losses (phi is trained only by L_V)."""
+        return (task["mc_returns"] - call(self.value, value_params, task["observations"])).detach()
+
+    def _policy_inner_loss(self, policy_params: dict, value_params: dict, adv_coef: torch.Tensor, task: dict) -> dict[str, torch.Tensor]:
+        c = self.config
+        adv = self._advantages(value_params, task)
+        if not c.advantage_head:
+            mean = call(self.policy, policy_params, task["observations"])
+            return losses.awr_loss(mean, c.policy_sigma, task["actions"], adv, c.temperature, c.max_weight)
+        mean, predicted = call(self.policy, policy_params, task["observations"], task["actions"], method="mean_and_advantage")
+        return losses.enriched_policy_loss(mean, predicted, c.policy_sigma, task["actions"], adv, adv_coef, c.temperature, c.max_weight)
+
+    def _adapt_params(self, meta: dict, support: dict, first_order: bool) -> tuple[dict, dict, dict]:
+        """Inner loop on one task: returns adapted (value, policy) params and inner loss terms."""
+        value, policy = meta["value"], meta["policy"]
+        value_lrs = lrs_for(value, meta["value_lrs"])
+        policy_lrs = lrs_for(policy, meta["policy_lrs"])
+        adv_coef = F.softplus(meta["adv_coef"])
+        terms: dict[str, torch.Tensor] = {}
+        for k in range(self.config.inner_steps):
+            value, v_terms = inner_step(self._value_loss, value, value_lrs, support, first_order=first_order)
+            policy, p_terms = inner_step(self._policy_inner_loss, policy, policy_lrs, value, adv_coef, support, first_order=first_order)
+            if k == 0:
+                terms = {"inner_value_mse": v_terms["value_mse"], "inner_awr": p_terms["awr"]}
+                if "adv_mse" in p_terms:
+                    terms["inner_adv_mse"] = p_terms["adv_mse"]
+        return value, policy, terms
+
+    def task_objective(self, meta: dict, task: dict) -> dict[str, torch.Tensor]:
+        """Outer losses of one task (``task = {"support": {...}, "query": {...}}``, ``[B, ...]``)."""
+        c = self.config
+        value, policy, terms = self._adapt_params(meta, task["support"], c.first_order)
+        query = task["query"]
+        outer_value = self._value_loss(value, query)
+        mean = call(self.policy, policy, query["observations"])
+        outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
+        return {
+            "value_loss": outer_value["loss"],
+            "policy_loss": outer_policy["loss"],
+            "awr_weight_max": outer_policy["awr_weight_max"],
+            **terms,
+        }
+
+    # ------------------------------------------------------------------------------ training
+    def meta_losses(self, support: TaskBatch, query: TaskBatch) -> dict[str, torch.Tensor]:
+        """Per-task outer losses ``{name: [T]}`` of a meta-batch (graph kept for backward)."""
+        per_task = {"support": task_tensors(support), "query": task_tensors(query)}
+        return map_tasks(self.task_objective, self.meta_params(), per_task, use_vmap=self.config.vmap)
+
+    def train_step(self, sampler: Any) -> dict[str, float]:
+        c = self.config
+        support, query = sampler.sample_support_query(c.support_size, c.query_size, contiguous=c.contiguous_support)
+        out = self.meta_losses(support, query)
+        value_loss, policy_loss = out["value_loss"].mean(), out["policy_loss"].mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        # The two outer losses touch disjoint meta-parameters (the value enters the policy
+        # losses only as a constant), so one backward of the sum gives both meta-gradients.
+        (value_loss + policy_loss).backward()
+        metrics = {
+            "train/value_loss": float(value_loss.detach()),
+            "train/policy_loss": float(policy_loss.detach()),
+            "train/meta_grad_norm/value": grad_norm(self.value.parameters()),
+            "train/meta_grad_norm/policy": grad_norm(self.policy.parameters()),
+            "train/meta_grad_norm/inner_lrs": grad_norm(self._learned_scalars()),
+        }
+        if c.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.value.parameters(), c.grad_clip)
+            nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
+        self.optimizer.step()
+        for key in ("awr_weight_max", "inner_value_mse", "inner_awr", "inner_adv_mse"):
+            if key in out:
+                metrics[f"train/{key}"] = float(out[key].mean())
+        metrics.update(self.learned_rates())
+        return metrics
+
+    @torch.no_grad()
+    def learned_rates(self) -> dict[str, float]:
+        """Effective inner lrs per parameter tensor and c, as ``train/inner_lr/...`` metrics."""
+        out = {}
+        for group, raw in (("value", self.value_lrs), ("policy", self.policy_lrs)):
+            for k, v in raw.items():
+                out[f"train/inner_lr/{group}/{k.replace('__', '.')}"] = float(F.softplus(v))
+        out["train/adv_coef"] = float(F.softplus(self.adv_coef))
+        return out
+
+    # ---------------------------------------------------------------------------- meta-test
+    def adapt(self, batch: TaskBatch) -> Agent:
+        """Algorithm 2 on one task's batch ``[1, B, ...]``: the same inner steps, no graph kept."""
+        meta = {k: (detached(v) if isinstance(v, dict) else v.detach()) for k, v in self.meta_params().items()}
+        support = {k: v[0] for k, v in task_tensors(batch.to(self.device)).items()}
+        value, policy, _ = self._adapt_params(meta, support, first_order=True)
+        return Agent(self.policy, policy, self.value, value)

@@ -1,0 +1,26 @@
+"""Registered algorithms: name -> ``module:Class`` (imported on first use).
+
+Adding an algorithm is one file with a :class:`~omrl_algos.base.MetaAlgorithm` subclass and
+one line here.
+"""
+from __future__ import annotations
+
+import importlib
+
+from omrl_data.errors import BadInput
+
+ALGORITHMS: dict[str, str] = {
+    "macaw": "omrl_algos.macaw:Macaw",
+}
+
+
+def algorithm_names() -> list[str]:
+    return sorted(ALGORITHMS)
+
+
+def get_algorithm(name: str) -> type:
+    """The algorithm class registered as ``name`` (BadInput naming the registered ones)."""
+    if name not in ALGORITHMS:
+        raise BadInput(f"unknown algorithm {name!r}; registered: {', '.join(algorithm_names())}")
+    module, cls = ALGORITHMS[name].split(":")
+    return getattr(importlib.import_module(module), cls)

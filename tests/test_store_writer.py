@@ -345,8 +345,8 @@ def test_readers_never_see_a_half_written_version(omrl_home):
         f"""
         from tests.synthetic import make_synthetic_dataset
         print("go", flush=True)
-        for k in range(6):
-            make_synthetic_dataset(n_tasks=3, n_rows=3000, seed=k)
+        for k in range(4):
+            make_synthetic_dataset(n_tasks=3, n_rows=2000, seed=k)
         print("done", flush=True)
         """,
         omrl_home,
@@ -358,13 +358,13 @@ def test_readers_never_see_a_half_written_version(omrl_home):
         for row in catalog.list_datasets():
             if row["id"] not in checked:
                 assert manifest.verify(row["path"]) == [], row["id"]
-                assert row["transitions"] == 9000
+                assert row["transitions"] == 6000
                 checked.add(row["id"])
         if finished:
             break
     child.wait()
     assert child.returncode == 0
-    assert len(checked) == 6
+    assert len(checked) == 4
 
 
 def test_concurrent_first_loads_build_one_cache(omrl_home):

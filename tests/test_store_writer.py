@@ -362,6 +362,7 @@ def test_readers_never_see_a_half_written_version(omrl_home):
                 checked.add(row["id"])
         if finished:
             break
+        time.sleep(0.005)  # leave the writer some of the 2 cores
     child.wait()
     assert child.returncode == 0
     assert len(checked) == 4

@@ -172,6 +172,9 @@ def delete_cmd(
 
     folder = catalog.resolve(dataset, root)
     name = catalog.dataset_id_of(folder)
+    children = [r["id"] for r in catalog.list_datasets(root) if r["parent"] == name]
+    if children:
+        err_console.print(f"[yellow]note:[/] {name} is the parent of {', '.join(children)}", highlight=False, soft_wrap=True)
     if not yes and not typer.confirm(f"delete {name} ({folder})?", default=False):
         err_console.print("not deleted")
         raise typer.Exit(1)

@@ -11,6 +11,9 @@ from omrl_data.errors import BadInput
 
 ALGORITHMS: dict[str, str] = {
     "macaw": "omrl_algos.macaw:Macaw",
+    "macega": "omrl_algos.macega:Macega",
+    "mtft": "omrl_algos.mtft:MultiTaskFineTune",
+    "metabc": "omrl_algos.metabc:MetaBC",
 }
 
 

@@ -1,0 +1,122 @@
+"""The training loop end to end: learning on bandits, resume, evaluation, CLI errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cli.train import app, eval_app
+from omrl_algos.logger import read_metrics
+from omrl_algos.train import evaluate_run, resolve_config, train
+from tests.algos_data import write_bandit_dataset
+from tests.synthetic import make_synthetic_dataset
+
+# A small MACAW that learns the bandit in a few hundred meta-steps on one core.
+TINY = [
+    "algo.width=32", "algo.depth=2", "algo.latent_dim=16", "algo.support_size=64", "algo.query_size=64",
+    "algo.inner_lr_init=0.1", "algo.lr_lr=0.01", "algo.policy_lr=1e-3", "algo.value_lr=1e-3", "train.threads=1",
+]
+
+
+def run_config(dataset: str, out, *extra: str):
+    return resolve_config("macaw", [f"dataset={dataset}", f"out={out}", *TINY, *extra])
+
+
+def test_macaw_learns_to_adapt_on_held_out_bandits(tmp_path):
+    ds = write_bandit_dataset()
+    cfg = run_config(ds, tmp_path / "run", "train.steps=250", "train.eval_every=250", "eval.episodes=10", "train.seed=0")
+    result = train(cfg, progress=False)
+    m = result.eval["mean"]
+    # 10 pulls per episode; the good arm pays 0.9, the others 0.1-0.3 (random: about 3.4).
+    # Without adaptation the policy cannot know which arm is good on a held-out task.
+    assert m["after"] > m["before"] + 1.5, m
+    assert m["after"] > m["random"] + 1.5, m
+    assert m["after"] > 5.5, m
+    run = result.run_dir
+    assert (run / "learning_curve.png").stat().st_size > 0
+    assert (run / "checkpoints" / "latest.pt").exists() and (run / "config.yaml").exists()
+    saved = json.loads((run / "eval.json").read_text())
+    assert len(saved["tasks"]) == 5 and {"before", "after", "random"} <= set(saved["tasks"][0])
+    keys = {r["key"] for r in read_metrics(run)}
+    assert {"train/value_loss", "train/meta_grad_norm/policy", "train/adv_coef", "eval/return_after"} <= keys
+    assert any(k.startswith("train/inner_lr/policy/") for k in keys)
+    assert any((run / "tensorboard").iterdir())
+
+
+def _state(run) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
+
+
+@pytest.mark.parametrize("vmap", [True, False])
+def test_resume_equals_an_uninterrupted_run(tmp_path, vmap):
+    ds = write_bandit_dataset(n_rows=300)
+    common = ["train.eval_every=3", "train.log_every=1", "eval.episodes=1", "algo.support_size=16", "algo.query_size=16", f"algo.vmap={vmap}"]
+    full = train(run_config(ds, tmp_path / "full", "train.steps=8", *common), progress=False)
+    train(run_config(ds, tmp_path / "part", "train.steps=5", *common), progress=False)
+    resumed_cfg = resolve_config("macaw", ["train.steps=8"], resume_dir=tmp_path / "part")
+    resumed = train(resumed_cfg, resume=True, progress=False)
+    a, b = _state(full.run_dir), _state(resumed.run_dir)
+    assert a["step"] == b["step"] == 8
+    for k in a["algo"]:
+        assert torch.equal(a["algo"][k], b["algo"][k]), k
+    assert torch.equal(a["sampler"]["generator"], b["sampler"]["generator"])
+    rows = lambda run: [(r["step"], r["key"], r["value"]) for r in read_metrics(run) if r["key"].startswith("train/") and "per_s" not in r["key"]]
+    assert rows(full.run_dir) == rows(resumed.run_dir)
+    assert full.eval["mean"] == resumed.eval["mean"]
+
+
+def test_eval_run_with_online_finetuning(tmp_path):
+    ds = write_bandit_dataset(n_rows=300)
+    train(run_config(ds, tmp_path / "run", "train.steps=2", "eval.episodes=1", "algo.support_size=16", "algo.query_size=16"), progress=False)
+    result, path = evaluate_run(tmp_path / "run", online_steps=[0, 20], overrides=["eval.online_value_updates=2", "eval.online_policy_updates=2", "eval.max_tasks=2"])
+    assert path.exists() and len(result["tasks"]) == 2
+    for row in result["tasks"]:
+        assert set(row["online"]) == {"0", "20"} and row["online"]["0"] == row["after"]
+
+
+# ------------------------------------------------------------------------------ bad inputs
+runner = CliRunner()
+
+
+def _fails(result, text: str) -> None:
+    out = result.output + (result.stderr if hasattr(result, "stderr") and result.stderr_bytes is not None else "")
+    assert result.exit_code == 2, out
+    assert text in out and "Traceback" not in out, out
+
+
+def test_cli_unknown_dataset_fails_in_one_line(tmp_path):
+    _fails(runner.invoke(app, ["macaw", "--dataset", "omrl/bandit/nope", "--out", str(tmp_path / "r")]), "error")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_empty_test_split_fails_before_training(tmp_path, omrl_home):
+    ds = make_synthetic_dataset(omrl_home, family="bandit", n_tasks=4, n_test=0, obs_dim=1, act_dim=5)
+    _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--out", str(tmp_path / "r")]), "empty test split")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_bad_settings_and_resume_errors(tmp_path):
+    ds = write_bandit_dataset(n_rows=300)
+    _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--set", "algo.widht=3"]), "unknown setting")
+    _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--steps", "0", "--out", str(tmp_path / "r")]), "train.steps=0")
+    _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--resume", "--out", str(tmp_path / "none")]), "nothing to resume")
+    if not torch.cuda.is_available():
+        _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--device", "cuda", "--out", str(tmp_path / "r")]), "CUDA is not available")
+    _fails(runner.invoke(eval_app, [str(tmp_path / "none")]), "not a run folder")
+
+
+def test_cli_train_then_wrong_action_dims_for_the_checkpoint(tmp_path, omrl_home):
+    ds = write_bandit_dataset(n_rows=300)
+    out = tmp_path / "run"
+    args = ["macaw", "--dataset", ds, "--out", str(out), "--steps", "2", "--eval-episodes", "1", "--quiet",
+            "--set", "algo.support_size=16", "--set", "algo.query_size=16", "--set", "algo.width=8", "--set", "algo.latent_dim=4"]
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert "run folder" in ok.output and "mean" in ok.output
+    _fails(runner.invoke(app, args), "already holds a run")
+    other = make_synthetic_dataset(omrl_home, family="bandit", n_tasks=4, obs_dim=1, act_dim=3, name="three_arms")
+    _fails(runner.invoke(eval_app, [str(out), "--set", f"dataset={other}"]), "act dims")
+    again = runner.invoke(eval_app, [str(out), "--episodes", "1"])
+    assert again.exit_code == 0, again.output

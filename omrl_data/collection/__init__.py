@@ -1,0 +1,11 @@
+"""Collecting multi-task offline datasets: SAC learners (per-task or shared) or random actions,
+run by parallel workers (local processes or Ray), written through the staged, locked store.
+
+``collect(CollectConfig(family="ant_dir", tasks=50))`` returns the new dataset id.
+"""
+from __future__ import annotations
+
+from omrl_data.collection.config import CollectConfig, SacConfig
+from omrl_data.collection.runner import CollectionInterrupted, collect
+
+__all__ = ["CollectConfig", "CollectionInterrupted", "SacConfig", "collect"]

@@ -99,7 +99,8 @@ def main() -> None:
     from rich.console import Console
     from rich.progress import track
 
-    rows = [bench_family(n, args.steps, args.blocks) for n in track(args.families.split(","), description="families")]
+    names = args.families.split(",")
+    rows = [bench_family(n, args.steps, args.blocks) for n in track(names, description="families", console=Console(stderr=True))]
     print(f"\n{args.steps} random-action steps per block, {args.blocks} blocks per env, one process, CPU time\n")
     print("| family | omrl env steps/s | plain Gymnasium env | plain steps/s | omrl / plain (median) | wrapper cost |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")

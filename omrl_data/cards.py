@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from omrl_data.schema import FIELDS, MANIFEST_FILE, METADATA_FILE, SOURCE_NAMES
-from omrl_data.slicing import QUALITY_TIERS, SliceSpec, episode_bounds, range_mask
+from omrl_data.slicing import QUALITY_TIERS, SliceSpec, episode_bounds, range_mask, split_arg_flags
 from omrl_data.store import catalog, manifest, zarr_io
 
 PLOT_FILE = "learning_progress.png"
@@ -191,8 +191,9 @@ def collect_command(collection: dict[str, Any]) -> str:
             parts.append(flag if value else f"--no-{key.replace('_', '-')}")
         elif value is not None:
             parts.append(f"{flag} {value}")
-    for k, v in (collection.get("split_args") or {}).items():
-        parts.append(f"--split-arg {k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
+    flags = split_arg_flags({k: v for k, v in (collection.get("split_args") or {}).items() if k != "seed"})
+    if flags:
+        parts.append(flags)
     sac_defaults = SacConfig().__dict__
     for k, v in (collection.get("sac") or {}).items():
         dv = sac_defaults.get(k)

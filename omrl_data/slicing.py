@@ -128,10 +128,8 @@ class SliceSpec:
             parts.append(f"--max-per-task {self.max_per_task}")
         if self.resplit is not None:
             parts.append(f"--resplit {self.resplit}")
-            for k, v in sorted(self.resplit_args.items()):
-                text = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
-                parts.append(f"--split-arg {k}={text}")
-        return " ".join(parts)
+            parts.append(split_arg_flags(self.resplit_args))
+        return " ".join(p for p in parts if p)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,26 +162,43 @@ def parse_collect_range(text: str) -> tuple[float, float]:
     return a, b
 
 
-def parse_split_args(items: list[str] | None) -> dict[str, Any]:
-    """``["test_fraction=0.2", "train_range=0,1.5", "test_tasks=1,4", "seed=3"]`` -> typed dict."""
+def split_args_from_options(
+    test_tasks: str | None = None,
+    test_fraction: float | None = None,
+    every: int | None = None,
+    train_range: str | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """The split arguments of ``--test-tasks 1,4 --test-fraction 0.2 --every 5 --train-range 0,1.5
+    --split-seed 3`` (the same options as ``omrl-data tasks``), leaving out those not given."""
     out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = str(item).partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise BadInput(f"bad split argument {item!r}: expected KEY=VALUE, e.g. test_fraction=0.2")
+    if test_tasks is not None:
+        out["test_tasks"] = list(parse_task_list(test_tasks))
+    if test_fraction is not None:
+        out["test_fraction"] = float(test_fraction)
+    if every is not None:
+        out["every"] = int(every)
+    if train_range is not None:
         try:
-            if key in ("train_range",):
-                out[key] = [float(v) for v in value.split(",")]
-            elif key in ("test_tasks",):
-                out[key] = list(parse_task_list(value))
-            elif key in ("seed", "every"):
-                out[key] = int(value)
-            else:
-                out[key] = float(value)
+            lo, hi = (float(x) for x in str(train_range).split(","))
         except ValueError:
-            raise BadInput(f"bad split argument {item!r}: {key} needs a number") from None
+            raise BadInput(f"bad --train-range {train_range!r}: expected lo,hi, e.g. 0,1.5") from None
+        out["train_range"] = [lo, hi]
+    if seed is not None:
+        out["seed"] = int(seed)
     return out
+
+
+def split_arg_flags(args: dict[str, Any]) -> str:
+    """The inverse of :func:`split_args_from_options`: command-line options of split arguments."""
+    flags = {"test_tasks": "--test-tasks", "test_fraction": "--test-fraction", "every": "--every", "train_range": "--train-range", "seed": "--split-seed"}
+    parts = []
+    for k, v in sorted(args.items()):
+        if k not in flags:
+            continue
+        text = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) if isinstance(v, (list, tuple)) else (f"{v:g}" if isinstance(v, float) else str(v))
+        parts.append(f"{flags[k]} {text}")
+    return " ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,7 +381,10 @@ def _resplit(table, spec: SliceSpec):
 
     args = dict(spec.resplit_args)
     seed = int(args.pop("seed", 0))
-    return resplit(table, spec.resplit, seed=seed, **args)
+    try:
+        return resplit(table, spec.resplit, seed=seed, **args)
+    except (KeyError, TypeError, ValueError) as e:  # parameters that the family does not know
+        raise BadInput(f"cannot re-split: the task parameters do not fit family {table.family} ({type(e).__name__}: {e})") from e
 
 
 def _describe(spec: SliceSpec) -> str:
@@ -400,7 +418,7 @@ __all__ = [
     "QUALITY_TIERS",
     "SliceSpec",
     "parse_collect_range",
-    "parse_split_args",
+    "split_args_from_options",
     "parse_task_list",
     "range_mask",
     "select_rows",

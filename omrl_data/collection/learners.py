@@ -20,7 +20,7 @@ import numpy as np
 
 from omrl_data.collection import policies as policy_files
 from omrl_data.collection.config import MODES, CollectConfig
-from omrl_data.collection.recorder import TaskFeatures, TransitionRecorder, finish_task_arrays, window_return
+from omrl_data.collection.recorder import LearnerReward, TaskFeatures, TransitionRecorder, finish_task_arrays, window_return
 from omrl_data.errors import BadInput
 from omrl_data.schema import SOURCE_CHECKPOINT, SOURCE_RANDOM, SOURCE_REPLAY
 from omrl_data.store import zarr_io
@@ -169,7 +169,8 @@ def _collect_sac(config, family, tasks, steps, out_dir, report, shared: bool) ->
             raise BadInput(f"family {family.name} has a {type(env.action_space).__name__} action space; SAC modes need a continuous one (use --mode random)")
         recorders.append(TransitionRecorder(env, seed=derived_seed(config.seed, index, _SEED_SALT_ENV)))
         features.append(np.asarray(family.features(params), dtype=np.float32) if shared else np.zeros(0, np.float32))
-    env_fns = [(lambda e=(TaskFeatures(r, f) if shared else r): e) for r, f in zip(recorders, features)]
+    learner_envs = [LearnerReward(TaskFeatures(r, f) if shared else r) for r, f in zip(recorders, features)]
+    env_fns = [(lambda e=e: e) for e in learner_envs]
     vec = DummyVecEnv(env_fns)
     train_freq, gradient_steps = _sb3_schedule(config.sac.updates_per_step)
     learner_seed = derived_seed(config.seed, _SEED_SALT_LEARNER, *indices)
@@ -226,7 +227,14 @@ def _collect_sac(config, family, tasks, steps, out_dir, report, shared: bool) ->
                 self.last_report = time.perf_counter()
             return self.done < steps
 
-    model.learn(total_timesteps=steps * n, callback=Driver())
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small networks gain nothing from more threads; workers share the cores
+    try:
+        model.learn(total_timesteps=steps * n, callback=Driver())
+    finally:
+        torch.set_num_threads(threads)
     seconds = (time.perf_counter() - start) / n
     out = {}
     for j, index in enumerate(indices):

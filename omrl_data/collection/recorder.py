@@ -127,6 +127,16 @@ class TaskFeatures(gym.ObservationWrapper):
         return np.concatenate([np.asarray(observation, dtype=np.float32).reshape(-1), self._features])
 
 
+class LearnerReward(gym.Wrapper):
+    """Gives the learner ``info["dense_reward"]`` when the env provides one (sparse families such as
+    point_robot_sparse offer it for exactly this): SAC cannot discover a sparse goal within a small
+    budget, and the stored reward stays the env's own (the recorder sits inside this wrapper)."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, info.get("dense_reward", reward), terminated, truncated, info
+
+
 def finish_task_arrays(segments: list[tuple[dict[str, np.ndarray], int, np.ndarray | int]], gamma: float) -> dict[str, np.ndarray]:
     """Concatenate a task's recorded segments into the stored fields of ``omrl_data.schema``.
 

@@ -3,6 +3,7 @@ tasks that change the MDP, exact restoration of model values, determinism and ti
 from __future__ import annotations
 
 import math
+import pickle
 
 import gymnasium as gym
 import numpy as np
@@ -155,6 +156,9 @@ def test_physics_tasks_change_dynamics_and_switching_back_is_exact(name):
     u.set_task(fam.default_params())
     for f in fields:
         assert np.array_equal(getattr(u.model, f), getattr(default_env.model, f))
+    u.set_task(t.params[1])
+    copy = pickle.loads(pickle.dumps(u))  # a copy (e.g. for a subprocess) keeps the current task
+    assert copy.task == t.params[1] and np.array_equal(copy.model.body_mass, u.model.body_mass)
 
 
 def test_point_robot_sparse_reward_and_dense_info():

@@ -39,6 +39,7 @@ class _TaskMixin:
     def set_task(self, params: dict[str, Any]) -> None:
         self.task = self.family.validate_params(params)
         self._apply_task()
+        self._ezpickle_kwargs["task"] = self.task  # a pickled copy is built with the current task
 
     def _apply_task(self) -> None:
         raise NotImplementedError

@@ -28,6 +28,10 @@ Deviations, deliberately taken:
 - Observations are Gymnasium's, which match the reference: walker 17-D, hopper 11-D
   (qpos[1:], clip(qvel, -10, 10)).
 - Reset noise is Gymnasium's (U(-5e-3, 5e-3) on qpos and qvel), the same as the reference.
+- Like the reference, ``set_task`` writes the four arrays and does not call ``mj_setConst``, so
+  constants MuJoCo derives from masses at compile time (``body_subtreemass``, ``dof_invweight0``,
+  used for constraint softness) stay those of the default model; the dynamics (mass matrix,
+  bias forces, contacts with the new friction) use the new values at once.
 """
 from __future__ import annotations
 

@@ -387,3 +387,13 @@ def test_cuda_batches_match_cpu(ds):
     cpu = draw_all(TaskBatchSampler(ds, "train", meta_batch=3, seed=17))
     gpu = draw_all(TaskBatchSampler(ds, "train", meta_batch=3, seed=17, device="cuda"))
     assert all(g.is_cuda and torch.equal(c, g.cpu()) for c, g in zip(cpu, gpu))
+
+
+def test_batch_to_and_task_keep_optional_fields(ds):
+    s = TaskBatchSampler(ds, "all", seed=19)
+    plain = s.sample(batch_size=4)
+    assert plain.to("cpu").row_task_index is None and plain.task(1).row_task_index is None
+    neg = s.sample_negatives([0, 1, 2], 8, 0.0)
+    one = neg.task(1)
+    assert one.observations.shape == (1, 8, OBS) and one.row_task_index.shape == (1, 8)
+    assert torch.equal(one.row_task_index[0], neg.row_task_index[1]) and one.task_index.tolist() == [1]

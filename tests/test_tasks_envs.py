@@ -252,3 +252,16 @@ def test_make_env_passes_gymnasium_kwargs():
     env = gym.make("omrl/AntDir-v0", task={"goal_angle": 1.0}, max_episode_steps=7)
     env.reset(seed=0)
     assert [env.step(np.zeros(8, dtype=np.float32))[3] for _ in range(7)][-1]
+
+
+def test_cheetah_model_equals_gymnasiums_without_the_mujoco_warning(tmp_path, monkeypatch):
+    """The cheetah model is compiled without the deprecated settotalmass (no MUJOCO_LOG.TXT) and
+    is identical to HalfCheetah-v5's, so the physics is Gymnasium's."""
+    monkeypatch.chdir(tmp_path)
+    ours = get_family("cheetah_vel").make_env({"target_velocity": 1.0}).unwrapped.model
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    plain = gym.make("HalfCheetah-v5").unwrapped.model
+    fields = [n for n in dir(plain) if not n.startswith("_") and isinstance(getattr(plain, n), np.ndarray)]
+    assert len(fields) > 50
+    for name in fields:
+        assert np.array_equal(getattr(ours, name), getattr(plain, name)), name

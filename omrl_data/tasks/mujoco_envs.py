@@ -12,8 +12,11 @@ Families, formulas and the deviations from the reference are documented in
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+import mujoco
 import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
@@ -50,7 +53,34 @@ class _TaskMixin:
         return super().reset(seed=seed, options=options)  # type: ignore[misc]
 
 
-class CheetahDirEnv(_TaskMixin, HalfCheetahEnv):
+class _TotalMassAfterCompile:
+    """Compiles Gymnasium's half_cheetah.xml without its deprecated ``settotalmass`` attribute and
+    applies the total mass afterwards (``mj_setTotalmass`` + ``mj_setConst``).
+
+    MuJoCo 4 warns about that attribute on every build, on stderr and into a MUJOCO_LOG.TXT in the
+    working directory. The model this builds is identical, array for array, to the one MuJoCo
+    compiles from the file (checked in tests/test_tasks_envs.py).
+    """
+
+    fullpath: str
+    width: int
+    height: int
+
+    def _initialize_simulation(self):
+        xml = Path(self.fullpath).read_text()
+        found = re.search(r'\s+settotalmass="([^"]+)"', xml)
+        if found is None:
+            return super()._initialize_simulation()  # type: ignore[misc]
+        model = mujoco.MjModel.from_xml_string(xml.replace(found.group(0), ""))
+        mujoco.mj_setTotalmass(model, float(found.group(1)))
+        data = mujoco.MjData(model)
+        mujoco.mj_setConst(model, data)
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        return model, mujoco.MjData(model)
+
+
+class CheetahDirEnv(_TaskMixin, _TotalMassAfterCompile, HalfCheetahEnv):
     """HalfCheetah-v5 rewarded for running in ``direction``: d * v_x - 0.05 |a|^2."""
 
     def __init__(self, task: dict[str, Any] | None = None, **kwargs: Any):
@@ -68,7 +98,7 @@ class CheetahDirEnv(_TaskMixin, HalfCheetahEnv):
         return float(forward - ctrl), {"reward_forward": forward, "reward_ctrl": -ctrl}
 
 
-class CheetahVelEnv(_TaskMixin, HalfCheetahEnv):
+class CheetahVelEnv(_TaskMixin, _TotalMassAfterCompile, HalfCheetahEnv):
     """HalfCheetah-v5 rewarded for running at ``target_velocity``: -|v_x - v*| - 0.05 |a|^2."""
 
     def __init__(self, task: dict[str, Any] | None = None, **kwargs: Any):

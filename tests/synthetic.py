@@ -7,13 +7,20 @@ No environment is stepped, so it is fast and does not depend on the task familie
 """
 from __future__ import annotations
 
+import atexit
+import json
+import os
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from omrl_data.returns import mc_returns
-from omrl_data.schema import FORMAT_VERSION, SOURCE_CHECKPOINT, SOURCE_NAMES, SOURCE_REPLAY
+from omrl_data.schema import DEFAULT_NAMESPACE, FORMAT_VERSION, SOURCE_CHECKPOINT, SOURCE_NAMES, SOURCE_REPLAY
+from omrl_data.store import catalog
 from omrl_data.store.writer import StagedDataset
 from omrl_data.tasks.table import TaskTable
 
@@ -115,12 +122,41 @@ def make_synthetic_dataset(
 ) -> str:
     """Write a complete dataset under ``root`` (default ``$OMRL_HOME``) and return its id.
 
+    The first call with given arguments writes through ``StagedDataset``; later calls that
+    would create version 1 copy that folder byte for byte (same files, same manifest).
+
     ``n_rows``: replay rows per task (an int, or one count per task).
     """
     default_obs, default_act = FAMILY_DIMS.get(family, (4, 2))
     obs_dim = obs_dim or default_obs
     act_dim = act_dim or default_act
     rows = [n_rows] * n_tasks if isinstance(n_rows, int) else list(n_rows)
+    spec = dict(family=family, rows=rows, name=name, horizon=horizon, gamma=gamma, obs_dim=obs_dim, act_dim=act_dim,
+                seed=seed, checkpoint_rows=checkpoint_rows, n_test=n_test, extra_metadata=extra_metadata)
+    root_path = catalog.resolve_root(root)
+    if catalog.next_version(family, name, root_path) != 1:
+        return _write(root_path, **spec)
+    # Writing through zarr costs about a second on a busy machine and many tests want the same
+    # small dataset: write it once per session through the real store, then copy the folder.
+    key = json.dumps(spec, sort_keys=True, default=str)
+    if key not in _TEMPLATES:
+        template_root = Path(tempfile.mkdtemp(prefix="omrl-synthetic-"))
+        atexit.register(shutil.rmtree, template_root, True)
+        _TEMPLATES[key] = catalog.resolve(_write(template_root, **spec), template_root)
+    ref = catalog.DatasetRef(DEFAULT_NAMESPACE, family, name, 1)
+    final = ref.folder(root_path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".copy-{uuid.uuid4().hex[:8]}"  # copied aside, then renamed: never half there
+    shutil.copytree(_TEMPLATES[key], tmp)
+    os.replace(tmp, final)
+    return ref.id
+
+
+_TEMPLATES: dict[str, Path] = {}  # spec -> a dataset folder written once per session
+
+
+def _write(root, family, rows, name, horizon, gamma, obs_dim, act_dim, seed, checkpoint_rows, n_test, extra_metadata) -> str:
+    n_tasks = len(rows)
     tasks = synthetic_tasks(family, n_tasks, seed, n_test)
     staged = StagedDataset.create(root, family, name, command="tests.synthetic")
     for i in range(n_tasks):

@@ -27,9 +27,9 @@ from omrl_data.tasks.table import TaskTable
 # obs_dim, act_dim of the families (used when the test does not say).
 FAMILY_DIMS = {
     "point_robot_sparse": (2, 2),
-    "bandit": (1, 1),
-    "cheetah_vel": (20, 6),
-    "cheetah_dir": (20, 6),
+    "bandit": (1, 5),
+    "cheetah_vel": (17, 6),
+    "cheetah_dir": (17, 6),
     "ant_dir": (27, 8),
     "walker_params": (17, 6),
     "hopper_params": (11, 3),

@@ -1,0 +1,55 @@
+"""2 workers over 1 worker: the same collection (family, tasks, budget) with --workers 1 and 2.
+
+Each run is a full ``omrl_data.collection.collect`` into a temporary catalog (worker start-up,
+writing and commit included; calibration off). Prints wall time and transitions/s of each and the
+ratio. On a 2-core machine the ideal is 2.0x; anything else running on the machine lowers it, so
+the load average is printed too.
+
+    .venv/bin/python benchmarks/bench_workers.py                      # per-task SAC, cheetah_vel
+    .venv/bin/python benchmarks/bench_workers.py --mode random --steps 20000
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+from omrl_data.collection import CollectConfig, SacConfig, collect
+from omrl_data.store import catalog, zarr_io
+
+
+def run(args: argparse.Namespace, workers: int) -> tuple[float, int]:
+    config = CollectConfig(
+        family=args.family, tasks=args.tasks, seed=args.seed, steps_per_task=args.steps, mode=args.mode,
+        workers=workers, name=f"bench-w{workers}", sac=SacConfig(learning_starts=args.learning_starts),
+    )
+    with tempfile.TemporaryDirectory(prefix="omrl-bench-workers-") as root:
+        t0 = time.perf_counter()
+        dataset_id = collect(config, root=root, progress=False, calibrate=False)
+        seconds = time.perf_counter() - t0
+        rows = sum(zarr_io.task_row_counts(catalog.resolve(dataset_id, root), args.tasks))
+    return seconds, rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--family", default="cheetah_vel")
+    p.add_argument("--tasks", type=int, default=4, help="tasks (units of work in per-task/random mode)")
+    p.add_argument("--steps", type=int, default=1500, help="env steps per task")
+    p.add_argument("--mode", default="per-task", choices=["per-task", "shared", "random"])
+    p.add_argument("--learning-starts", type=int, default=500, help="SAC random steps before learning")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    print(f"{args.family}, {args.tasks} tasks x {args.steps} steps, mode {args.mode}, {os.cpu_count()} cores, "
+          f"load average before: {os.getloadavg()[0]:.2f}")
+    results = {}
+    for workers in (1, 2):
+        seconds, rows = run(args, workers)
+        results[workers] = seconds
+        print(f"  workers {workers}: {seconds:7.1f} s  {rows / seconds:9,.0f} transitions/s  ({rows:,} rows)")
+    print(f"2 workers over 1 worker: {results[1] / results[2]:.2f}x  (load average after: {os.getloadavg()[0]:.2f})")
+
+
+if __name__ == "__main__":
+    main()

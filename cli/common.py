@@ -34,3 +34,31 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
 
     return wrapper
+
+
+def run_app(app: typer.Typer) -> None:
+    """Run a typer app so that usage errors, like library errors, are one red line.
+
+    Click would print a multi-line box for a bad option; here it becomes
+    ``error: <what was wrong> (see '<command> --help')`` with click's exit code (2).
+    """
+    try:  # typer >= 0.20 vendors click as typer._click
+        from typer._click import exceptions as click_exc  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - older typer on real click
+        from click import exceptions as click_exc
+
+    try:
+        result = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except click_exc.ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare command: its help, as click would
+            print(e.format_message())
+            sys.exit(e.exit_code)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err_console.print(f"[bold red]error:[/] {e.format_message()}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    # With standalone_mode=False click returns the exit code of typer.Exit instead of exiting.
+    sys.exit(result if isinstance(result, int) else 0)

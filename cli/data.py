@@ -28,4 +28,6 @@ _register_all()
 
 
 def main() -> None:
-    app()
+    from cli.common import run_app
+
+    run_app(app)

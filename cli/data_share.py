@@ -226,6 +226,7 @@ def card_cmd(
     dataset: str = typer.Argument(..., help="Dataset id or folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Markdown file to write (default: card.md in the version folder); the plot goes beside it."),
     license: str = typer.Option("cc-by-4.0", "--license", help="License named in the card's front matter."),
+    note: Optional[str] = typer.Option(None, "--note", help="An extra paragraph for the summary (e.g. the collection budget)."),
     root: Optional[Path] = RootOption,
 ) -> None:
     """Render the dataset card (markdown with YAML front matter) and its learning-progress plot.
@@ -236,7 +237,7 @@ def card_cmd(
     """
     from omrl_data.cards import write_card
 
-    md, png = write_card(dataset, out=out, root=root, license=license)
+    md, png = write_card(dataset, out=out, root=root, license=license, note=note)
     console.print(f"[green]wrote[/] {md} and {png}")
 
 

@@ -131,14 +131,14 @@ def plot_learning_progress(folder: str | Path, out: str | Path) -> Path:
         ep = _episode_table(folder, int(t["index"]))
         if len(ep["returns"]) == 0:
             continue
-        color = cmap(k / max(n - 1, 1) * 0.9)
+        color = cmap(k / max(n - 1, 1))
         style = "-" if t.get("split") == "train" else "--"
         stream = ep["source"] != 1
         x, y = ep["collect_step"][stream], ep["returns"][stream]
         order = np.argsort(x, kind="stable")
         x, y = x[order], y[order]
         if len(y):
-            w = max(1, len(y) // 25)
+            w = max(1, len(y) // (25 if n <= 10 else 12))  # smoother when many lines overlap
             smooth = np.convolve(y, np.ones(w) / w, mode="valid")
             ax.scatter(x, y, s=3, color=color, alpha=0.15, linewidths=0)
             label = f"task {t['index']} ({t.get('split')})" if n <= 10 else None
@@ -161,7 +161,7 @@ def plot_learning_progress(folder: str | Path, out: str | Path) -> Path:
     if n <= 10:
         ax.legend(fontsize=7, ncol=2 if n > 5 else 1, loc="best")
     else:
-        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, (n - 1) / 0.9))
+        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, n - 1))
         fig.colorbar(sm, ax=ax, label="task index (solid train, dashed test)")
     fig.tight_layout()
     out = Path(out)
@@ -176,30 +176,35 @@ def plot_learning_progress(folder: str | Path, out: str | Path) -> Path:
 
 
 def collect_command(collection: dict[str, Any]) -> str:
-    """The ``omrl-data collect`` command line of a collection config (non-default options only)."""
+    """The ``omrl-data collect`` command line of a collection config (non-default options only).
+
+    Settings that the command line cannot set (SAC hyperparameters, split arguments other than
+    test tasks) are appended as a shell comment, so the line stays honest about them.
+    """
     from omrl_data.collection.config import CollectConfig, SacConfig
 
     defaults = CollectConfig(family="", tasks=0).to_dict()
-    parts = ["omrl-data collect"]
-    for key in ("family", "tasks"):
-        parts.append(f"--{key} {collection.get(key)}")
+    parts = [f"omrl-data collect {collection.get('family')} --tasks {collection.get('tasks')}"]
     for key, value in collection.items():
-        if key in ("family", "tasks", "sac", "split_args") or key not in defaults or value == defaults[key]:
+        if key in ("family", "tasks", "sac", "split_args", "ray_address") or key not in defaults or value == defaults[key]:
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
-            parts.append(flag if value else f"--no-{key.replace('_', '-')}")
+            if value:
+                parts.append(flag)
         elif value is not None:
             parts.append(f"{flag} {value}")
-    flags = split_arg_flags({k: v for k, v in (collection.get("split_args") or {}).items() if k != "seed"})
-    if flags:
-        parts.append(flags)
+    split_args = dict(collection.get("split_args") or {})
+    if split_args.get("test_tasks") is not None:
+        parts.append(split_arg_flags({"test_tasks": split_args.pop("test_tasks")}))
+    other = {k: v for k, v in split_args.items() if k != "seed"}
     sac_defaults = SacConfig().__dict__
-    for k, v in (collection.get("sac") or {}).items():
-        dv = sac_defaults.get(k)
-        if (list(dv) if isinstance(dv, tuple) else dv) != v:
-            parts.append(f"--sac-{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}")
-    return " ".join(parts)
+    sac = {k: v for k, v in (collection.get("sac") or {}).items() if (list(sac_defaults[k]) if isinstance(sac_defaults.get(k), tuple) else sac_defaults.get(k)) != v}
+    parts.append("--yes")
+    line = " ".join(parts)
+    if other or sac:
+        line += "  # with " + json.dumps({**({"split_args": other} if other else {}), **({"sac": sac} if sac else {})})
+    return line
 
 
 def regenerate_commands(meta: dict[str, Any], dataset_id: str) -> list[str]:
@@ -252,8 +257,15 @@ def _task_digest(man: dict[str, Any], task: int) -> str:
     return hashlib.sha256(manifest.canonical_json(entries)).hexdigest()
 
 
-def render_card(id_or_path: str | Path, root: str | Path | None = None, license: str = DEFAULT_LICENSE, plot_name: str = PLOT_FILE) -> str:
-    """The markdown card of a dataset version (YAML front matter + sections)."""
+def render_card(
+    id_or_path: str | Path,
+    root: str | Path | None = None,
+    license: str = DEFAULT_LICENSE,
+    plot_name: str = PLOT_FILE,
+    note: str | None = None,
+) -> str:
+    """The markdown card of a dataset version (YAML front matter + sections); ``note`` is an
+    extra paragraph for the summary (e.g. the budget a card's collection ran at)."""
     from omrl_data.minari_io import default_namespace, task_dataset_id
 
     folder = catalog.resolve(id_or_path, root)
@@ -305,10 +317,14 @@ def render_card(id_or_path: str | Path, root: str | Path | None = None, license:
         add(
             f"Collected with `omrl-data collect` in mode **{mode}**"
             + (f", {collection.get('steps_per_task'):,} learner env steps per task" if isinstance(collection.get("steps_per_task"), int) else "")
-            + f", seed {collection.get('seed')}. Rows of each task are in collect order; `collect_step` "
-            "records the learner's progress, so the stream runs from poor to good behaviour."
+            + f", seed {collection.get('seed')}. Rows of each task are in collect order and `collect_step` "
+            "records the learner's progress, so each stream follows its learner from the first (random) "
+            "steps on; the plot shows how far learning got."
         )
     add("")
+    if note:
+        add(note)
+        add("")
     add(f"![learning progress]({plot_name})")
     add("")
     add("*Episode return against collect step, per task (solid: train, dashed: test; shaded: quality tiers).*")
@@ -453,7 +469,11 @@ def _family(name: str):
 
 
 def write_card(
-    id_or_path: str | Path, out: str | Path | None = None, root: str | Path | None = None, license: str = DEFAULT_LICENSE
+    id_or_path: str | Path,
+    out: str | Path | None = None,
+    root: str | Path | None = None,
+    license: str = DEFAULT_LICENSE,
+    note: str | None = None,
 ) -> tuple[Path, Path]:
     """Write the card (default ``<version folder>/card.md``) and its plot beside it; return both paths."""
     folder = catalog.resolve(id_or_path, root)
@@ -465,7 +485,7 @@ def write_card(
     md.parent.mkdir(parents=True, exist_ok=True)
     png_name = PLOT_FILE if out is None else f"{md.stem}_{PLOT_FILE}" if md.stem.lower() not in ("readme", "card") else PLOT_FILE
     png = plot_learning_progress(folder, md.parent / png_name)
-    text = render_card(folder, root=root, license=license, plot_name=png.name)
+    text = render_card(folder, root=root, license=license, plot_name=png.name, note=note)
     tmp = md.parent / f".{md.name}.tmp"
     tmp.write_text(text)
     tmp.replace(md)

@@ -1,0 +1,91 @@
+"""The evolving update of MACEGA (paper 000, eqs. 4 and 6), after EvoGrad (Bohdal et al. 2021).
+
+From adapted parameters ``p'`` (one task), ``P`` perturbed copies ``p_k = p' + eps_k`` are
+scored on the task's support loss, and combined with softmax weights:
+
+    w = softmax(-[L(p_1), ..., L(p_P)] / tau),      p* = sum_k w_k p_k
+
+``eps_k`` is ``sigma * sign(n_k)`` with ``n_k ~ N(0, I)`` (EvoGrad's default, ``noise="sign"``)
+or ``sigma * n_k`` (``noise="gaussian"``, the paper's wording). The noise is drawn outside
+(:func:`draw_noise`, from the algorithm's own generator) and passed in, so this function is pure
+and runs unchanged under ``torch.func.vmap``.
+
+Which paths a gradient of ``f(p*)`` takes back to ``p'`` (``paths``):
+
+- ``"both"``: through the copies' values (``d p* / d p' = sum_k w_k I = I``) and through the
+  softmax weights (``w_k`` -> ``L(p_k)`` -> ``p_k`` -> ``p'``). Only first derivatives of
+  ``L`` appear, so this needs no second derivatives either.
+- ``"weights"``: EvoGrad's strict form: the copies in the combination are detached, the
+  gradient flows only through the softmax weights (each ``L(p_k)`` is still a function of ``p'``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from omrl_data.errors import BadInput
+
+Params = dict[str, torch.Tensor]
+
+NOISE_TYPES = ("sign", "gaussian")
+PATHS = ("both", "weights")
+
+
+def draw_noise(
+    shapes: dict[str, torch.Size],
+    n_tasks: int,
+    n_copies: int,
+    sigma: float,
+    noise: str,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> Params:
+    """Perturbations ``{name: [n_tasks, n_copies, *shape]}`` for every parameter tensor."""
+    if noise not in NOISE_TYPES:
+        raise BadInput(f"noise type {noise!r} is not known; use one of {', '.join(NOISE_TYPES)}")
+    out = {}
+    for name, shape in shapes.items():
+        numel = n_tasks * n_copies * shape.numel()
+        if noise == "sign":
+            eps = _random_signs(numel, generator)
+        else:
+            eps = torch.randn(numel, generator=generator, device=generator.device)
+        out[name] = (sigma * eps).view(n_tasks, n_copies, *shape).to(device)
+    return out
+
+
+_BITS = torch.arange(8, dtype=torch.uint8)
+
+
+def _random_signs(n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` independent fair signs (+-1.0): 8 per random byte. ``sign(N(0, 1))`` has the same
+    distribution but draws a normal per element, about twice the time for a large model."""
+    random_bytes = torch.randint(0, 256, ((n + 7) // 8,), generator=generator, dtype=torch.uint8, device=generator.device)
+    bits = (random_bytes.unsqueeze(1) >> _BITS.to(random_bytes.device)) & 1
+    return bits.view(-1)[:n].to(torch.float32).mul_(2.0).sub_(1.0)
+
+
+def evolve(
+    params: Params,
+    loss_fn: Callable[[Params], torch.Tensor],
+    noise: Params,
+    tau: float,
+    paths: str = "both",
+) -> tuple[Params, torch.Tensor, torch.Tensor]:
+    """The evolving update of one task's parameters.
+
+    params: adapted parameters ``p'`` ``{name: [*shape]}``; noise: ``{name: [P, *shape]}``;
+    loss_fn: ``params -> scalar`` support loss. Returns ``(p*, weights [P], losses [P])``.
+    """
+    if paths not in PATHS:
+        raise BadInput(f"evolving paths {paths!r} is not known; use one of {', '.join(PATHS)}")
+    n_copies = next(iter(noise.values())).shape[0]
+    losses = torch.stack([loss_fn({k: p + noise[k][i] for k, p in params.items()}) for i in range(n_copies)])
+    weights = torch.softmax(-losses / tau, dim=0)
+    # sum_k w_k (p + eps_k) = p + sum_k w_k eps_k because the weights sum to 1; the gradient
+    # is the same (its part along p through the weights, (dL/dp* . p) * sum_k dw_k, is 0),
+    # and no copy of the parameters is kept for the backward pass.
+    base = params if paths == "both" else {k: p.detach() for k, p in params.items()}
+    combined = {k: base[k] + torch.tensordot(weights, noise[k], dims=1) for k in params}
+    return combined, weights, losses

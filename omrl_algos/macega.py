@@ -1,0 +1,182 @@
+"""MACEGA: Meta-Actor-Critic with Evolving Gradient Agreement (paper 000, Algorithm 1).
+
+MACEGA keeps MACAW's networks, losses, learned inner lrs and meta-test adaptation (the paper
+adopts MACAW's Alg. 2), and changes the meta-gradient. Per task of a meta-batch (support D_tr,
+disjoint query D_ts):
+
+1. ``phi'  = phi - eta * sg(grad L_V(phi, D_tr))``                           (Alg. 1 line 5)
+2. ``phi*  = sum_k w_k (phi' + eps_k)``, ``w = softmax(-L_V(phi' + eps_k, D_tr) / tau)`` (line 6)
+3. ``theta' = theta - alpha * sg(grad L_P(theta, phi', D_tr))``, L_P = L_AWR + c L_ADV  (line 7)
+4. ``theta* = sum_k w_k (theta' + eps_k)``, ``w = softmax(-L_P(theta' + eps_k, phi', D_tr) / tau)``
+   (line 8; the policy copies are scored with phi', not phi*, as the paper says)
+5. per-task meta-gradients ``g^V_i = grad_phi L_V(phi*_i, D_ts)`` and
+   ``g^P_i = grad_theta L_AWR(theta*_i, phi*_i, D_ts)`` (advantages from phi*, a constant)
+
+Outer update (Adam): the value gets the mean of ``g^V_i`` (line 10); the policy gets
+``sum_i w_i g^P_i`` with gradient-agreement weights (line 11-12, :mod:`omrl_algos.agreement`).
+
+Where the meta-gradient flows (no second derivatives anywhere). ``sg`` is stop-gradient:
+
+- Inner steps are first order: the inner gradient is a constant, so ``d phi'/d phi = I`` and
+  ``d phi'/d eta = -sg(grad)`` (the inner lrs are still meta-learned, first order).
+- Evolving update (:mod:`omrl_algos.evolving`, ``evolving_paths``): with ``"both"`` (default)
+  ``phi*`` reaches ``phi'`` through the copies' values (Jacobian ``sum_k w_k I = I``) and through
+  the softmax weights (``w_k -> L_V(phi' + eps_k, D_tr) -> phi'``, first derivatives of the
+  support loss at the perturbed points). The noise ``eps_k`` is a constant. ``"weights"`` is
+  EvoGrad's strict form: copies detached in the combination, gradient only through the weights.
+  Because the inner gradient is a constant, the path through the weights is first order too.
+- Value and policy meta-gradients are disjoint: the value enters the policy losses only through
+  detached advantages; c (the advantage-loss coefficient) is reached only through the policy's
+  evolving weights (the inner step holds its gradient constant).
+- Agreement weights are computed from the policy-network parts of ``g^P_i`` and are constants;
+  the same weights scale the task's policy inner-lr and c gradients.
+
+Ablations (paper 000 s. IV-C-4): ``no_evolving_gradient`` sets ``phi* = phi'``, ``theta* =
+theta'`` (the plain first-order SGD meta-gradient); ``no_gradient_agreement`` averages the
+policy meta-gradients like the value's.
+
+Each task's gradients come from one ``torch.func.grad`` of its outer losses (the tasks through
+``map_tasks``: vmap or loop); the perturbations are drawn per meta-step from the algorithm's own
+generator, whose state is part of ``state_dict`` so a resumed run draws the same noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import grad
+from torch.utils._pytree import tree_flatten
+
+from omrl_algos import losses
+from omrl_algos.agreement import agreement_weights, weighted_sum
+from omrl_algos.evolving import NOISE_TYPES, PATHS, draw_noise, evolve
+from omrl_algos.macaw import Macaw, MacawConfig
+from omrl_algos.meta import call, detached, grad_norm, map_tasks, task_tensors
+from omrl_data.errors import BadInput
+
+# Parts of meta_params() that the policy's outer loss reaches (the rest belongs to the value).
+POLICY_SIDE = ("policy", "policy_lrs", "adv_coef")
+
+
+@dataclass
+class MacegaConfig(MacawConfig):
+    """MACEGA hyperparameters: MACAW's (networks, batches, inner loop, outer lrs) plus these."""
+
+    first_order: bool = True  # MACEGA's inner steps are always first order (must stay True)
+    perturbations: int = 2  # P, perturbed copies per task and network (EvoGrad: K = 2)
+    sigma: float = 1e-3  # perturbation scale (EvoGrad: 1e-3)
+    noise: str = "sign"  # sign: sigma * sign(N(0, 1)) (EvoGrad); gaussian: sigma * N(0, 1)
+    tau: float = 0.05  # softmax temperature of the evolving weights (EvoGrad: 0.05)
+    evolving_paths: str = "both"  # meta-gradient through copies' values and weights (both) or only the weights (weights; EvoGrad's strict form)
+    no_evolving_gradient: bool = False  # ablation "No EG": phi* = phi', theta* = theta' (plain first-order SGD meta-gradient)
+    no_gradient_agreement: bool = False  # ablation "No GA": average the policy meta-gradients instead of agreement weights
+
+
+class Macega(Macaw):
+    name = "macega"
+    Config = MacegaConfig
+
+    def __init__(self, config: MacegaConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu"):
+        if not config.first_order:
+            raise BadInput("MACEGA never forms second derivatives: algo.first_order must stay true (use macaw for second order)")
+        if config.noise not in NOISE_TYPES:
+            raise BadInput(f"algo.noise={config.noise!r} is not known; use one of {', '.join(NOISE_TYPES)}")
+        if config.evolving_paths not in PATHS:
+            raise BadInput(f"algo.evolving_paths={config.evolving_paths!r} is not known; use one of {', '.join(PATHS)}")
+        if config.perturbations < 1 or config.tau <= 0 or config.sigma < 0:
+            raise BadInput(f"need algo.perturbations >= 1, algo.tau > 0 and algo.sigma >= 0; got {config.perturbations}, {config.tau}, {config.sigma}")
+        super().__init__(config, obs_dim, act_dim, device)
+        # Own generator for the perturbations (never the global RNG); seeded from the global
+        # RNG, which the training loop seeds, and saved in state_dict (get_extra_state).
+        self.noise_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"noise_generator": self.noise_generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.noise_generator.set_state(state["noise_generator"])
+
+    # ------------------------------------------------------------------------- pure pieces
+    def outer_objective(self, meta: dict, task: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Outer loss of one task, ``L_V(phi*, D_ts) + L_AWR(theta*, phi*, D_ts)``, and logged terms.
+
+        task: ``{"support", "query": {field: [B, ...]}, "noise": {"value"|"policy": {name: [P, ...]}}}``.
+        The two terms touch disjoint meta-parameters, so one gradient of the sum gives both.
+        """
+        c = self.config
+        support, query = task["support"], task["query"]
+        value, policy, terms = self._adapt_params(meta, support, first_order=True)
+        if not c.no_evolving_gradient:
+            adv_coef = F.softplus(meta["adv_coef"])
+            value_prime = value
+            value, v_w, _ = evolve(value, lambda p: self._value_loss(p, support)["loss"], task["noise"]["value"], c.tau, c.evolving_paths)
+            policy, p_w, _ = evolve(
+                policy, lambda p: self._policy_inner_loss(p, value_prime, adv_coef, support)["loss"], task["noise"]["policy"], c.tau, c.evolving_paths
+            )
+            terms = {**terms, "evolving_weight_max/value": v_w.max().detach(), "evolving_weight_max/policy": p_w.max().detach()}
+        outer_value = self._value_loss(value, query)
+        mean = call(self.policy, policy, query["observations"])
+        outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
+        aux = {"value_loss": outer_value["loss"].detach(), "policy_loss": outer_policy["loss"].detach(), "awr_weight_max": outer_policy["awr_weight_max"], **terms}
+        return outer_value["loss"] + outer_policy["loss"], aux
+
+    def task_gradients(self, meta: dict, task: dict) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Meta-gradients of one task (a pytree like ``meta``) and its logged terms."""
+        return grad(self.outer_objective, has_aux=True)(meta, task)
+
+    def _noise(self, n_tasks: int) -> dict[str, dict[str, torch.Tensor]]:
+        c = self.config
+        out = {}
+        for part, module in (("value", self.value), ("policy", self.policy)):
+            shapes = {k: p.shape for k, p in module.named_parameters()}
+            out[part] = draw_noise(shapes, n_tasks, c.perturbations, c.sigma, c.noise, self.noise_generator, self.device)
+        return out
+
+    def per_task_gradients(self, support: Any, query: Any) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Per-task meta-gradients ``{...: [T, ...]}`` and terms ``{name: [T]}`` of a meta-batch."""
+        per_task = {"support": task_tensors(support), "query": task_tensors(query)}
+        if not self.config.no_evolving_gradient:
+            per_task["noise"] = self._noise(support.num_tasks)
+        meta = {k: (detached(v) if isinstance(v, dict) else v.detach()) for k, v in self.meta_params().items()}
+        return map_tasks(self.task_gradients, meta, per_task, use_vmap=self.config.vmap)
+
+    # ------------------------------------------------------------------------------ training
+    def train_step(self, sampler: Any) -> dict[str, float]:
+        c = self.config
+        support, query = sampler.sample_support_query(c.support_size, c.query_size, contiguous=c.contiguous_support)
+        grads, out = self.per_task_gradients(support, query)
+        n_tasks = support.num_tasks
+        if c.no_gradient_agreement:
+            weights = torch.full((n_tasks,), 1.0 / n_tasks, device=self.device)
+        else:
+            weights = agreement_weights(list(grads["policy"].values()))
+        live = self.meta_params()
+        self.optimizer.zero_grad(set_to_none=True)
+        for part in live:
+            params, _ = tree_flatten(live[part])
+            task_grads, _ = tree_flatten(grads[part])
+            for p, g in zip(params, task_grads):
+                if p.requires_grad:
+                    p.grad = weighted_sum(g, weights) if part in POLICY_SIDE else g.mean(0)
+        metrics = {
+            "train/value_loss": float(out["value_loss"].mean()),
+            "train/policy_loss": float(out["policy_loss"].mean()),
+            "train/meta_grad_norm/value": grad_norm(self.value.parameters()),
+            "train/meta_grad_norm/policy": grad_norm(self.policy.parameters()),
+            "train/meta_grad_norm/inner_lrs": grad_norm(self._learned_scalars()),
+            "train/agreement_weight_min": float(weights.min()),
+            "train/agreement_weight_max": float(weights.max()),
+        }
+        if c.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.value.parameters(), c.grad_clip)
+            nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
+        self.optimizer.step()
+        for key, value in out.items():
+            if key not in ("value_loss", "policy_loss"):
+                metrics[f"train/{key}"] = float(value.mean())
+        metrics.update(self.learned_rates())
+        return metrics
+

@@ -339,6 +339,9 @@ def slice_dataset(
             _link_tree(parent_dir / POLICIES_DIR, staged.path / POLICIES_DIR)
         new_meta = {k: v for k, v in meta.items() if k not in _VERSION_KEYS}
         new_meta["tasks"] = new_table.to_dict()
+        new_meta.pop("task_stats", None)  # statistics of the parent's rows; `info` recomputes them
+        if isinstance(meta.get("learner_stats"), dict):  # per-task learner summaries, re-keyed by slice index
+            new_meta["learner_stats"] = {str(i): meta["learner_stats"][str(j)] for i, j in enumerate(keep) if str(j) in meta["learner_stats"]}
         new_meta["lineage"] = {
             "parent": parent_id,
             "parent_manifest": manifest.manifest_checksum(parent_dir),

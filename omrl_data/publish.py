@@ -209,8 +209,19 @@ def publish(
     ref = catalog.parse_id(dataset_id)
     rel = _rel_dir(ref)
     remote = Remote(to_url, endpoint_url)
-    if remote.exists(f"{rel}/{MANIFEST_FILE}") or dataset_id in read_index(remote)["datasets"]:
-        raise RemoteExists(f"{dataset_id} is already published at {remote.url}; versions are immutable (slice or collect a new version)")
+    complete = remote.exists(f"{rel}/{MANIFEST_FILE}")
+    if complete or dataset_id in read_index(remote)["datasets"]:
+        restored = ""
+        if complete and dataset_id not in read_index(remote)["datasets"]:
+            # An earlier publish stopped between the manifest and the index: if it is these
+            # bytes, finish its index entry.
+            there = manifest.manifest_checksum(manifest=json.loads(remote.read_bytes(f"{rel}/{MANIFEST_FILE}")))
+            if there == manifest.manifest_checksum(folder):
+                _add_to_index(remote, folder, dataset_id, rel)
+                restored = " (its missing index entry was restored)"
+        raise RemoteExists(
+            f"{dataset_id} is already published at {remote.url}{restored}; versions are immutable (slice or collect a new version)"
+        )
     if card and not (folder / CARD_FILES[0]).exists():
         from omrl_data.cards import write_card
 
@@ -233,7 +244,11 @@ def publish(
     if short:
         raise RemoteError(f"upload of {dataset_id} is incomplete ({short[0]} missing or truncated on {remote.url}); publish again")
     remote.put(folder / MANIFEST_FILE, f"{rel}/{MANIFEST_FILE}")
+    _add_to_index(remote, folder, dataset_id, rel)
+    return f"{remote.url}/{rel}"
 
+
+def _add_to_index(remote: Remote, folder: Path, dataset_id: str, rel: str) -> None:
     row = catalog.summary(folder)
     index = read_index(remote)
     index["datasets"][dataset_id] = {
@@ -243,7 +258,6 @@ def publish(
         "path": rel,
     }
     remote.write_bytes(INDEX_FILE, json.dumps(index, indent=1, sort_keys=True).encode())
-    return f"{remote.url}/{rel}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -204,6 +204,27 @@ def test_half_failed_upload_looks_incomplete_and_is_replaced(dataset, s3, monkey
     assert manifest.verify(pull(dataset, url, root=tmp_path / "r", endpoint_url=endpoint)) == []
 
 
+def test_failed_index_update_is_repaired_by_the_next_publish(dataset, tmp_path, monkeypatch):
+    url = str(tmp_path / "remote")
+    real_write = Remote.write_bytes
+
+    def no_index(self, rel, data):
+        if rel == INDEX_FILE:
+            raise OSError("network down")
+        return real_write(self, rel, data)
+
+    monkeypatch.setattr(Remote, "write_bytes", no_index)
+    with pytest.raises(OSError):
+        publish(dataset, url, card=False)
+    monkeypatch.setattr(Remote, "write_bytes", real_write)
+    assert list_remote(url) == []
+    # complete (manifest there): pullable and verified, though not yet listed
+    assert manifest.verify(pull(dataset, url, root=tmp_path / "r")) == []
+    with pytest.raises(RemoteExists, match="restored"):
+        publish(dataset, url, card=False)
+    assert [r["id"] for r in list_remote(url)] == [dataset]
+
+
 def test_local_remote_and_bad_inputs(dataset, tmp_path):
     folder = tmp_path / "remote"
     publish(dataset, str(folder), card=False)

@@ -1,6 +1,8 @@
 """Offline MT+FT and meta-BC: losses, adaptation, learning on the tiny bandit family."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -99,3 +101,37 @@ def test_metabc_has_no_critic_and_learns_on_the_bandit(bandit):
     agent = algo.adapt(evaluator.adaptation_batch(evaluator.tasks[0]))
     with pytest.raises(BadInput, match="no value function"):
         evaluator.finetune_online(algo, agent, evaluator.tasks[0], [0, 10], 0.0)
+
+
+# ------------------------------------------------------------- the shared loop, CLI, resume
+@pytest.mark.parametrize("name", ["macega", "mtft", "metabc"])
+def test_train_resume_and_eval_through_the_cli(tmp_path, name):
+    """``omrl-train NAME`` trains, resumes to the same state as an uninterrupted run, ``omrl-eval`` re-evaluates."""
+    from typer.testing import CliRunner
+
+    from cli.train import app, eval_app
+    from tests.algos_data import write_bandit_dataset
+
+    ds = write_bandit_dataset(n_rows=300)
+    batch = ["--set", "algo.batch_size=16"] if name == "mtft" else ["--set", "algo.support_size=16", "--set", "algo.query_size=16"]
+    common = ["--dataset", ds, "--eval-every", "3", "--eval-episodes", "1", "--quiet", "--set", "algo.width=16", "--set", "algo.depth=1",
+              "--set", "algo.weight_transform=false", "--set", "train.threads=1", "--set", "train.log_every=1", *batch]
+    runner = CliRunner()
+    full = runner.invoke(app, [name, "--steps", "6", "--out", str(tmp_path / "full"), *common])
+    assert full.exit_code == 0, full.output
+    part = runner.invoke(app, [name, "--steps", "4", "--out", str(tmp_path / "part"), *common])
+    assert part.exit_code == 0, part.output
+    resumed = runner.invoke(app, [name, "--steps", "6", "--out", str(tmp_path / "part"), "--resume", *common])
+    assert resumed.exit_code == 0, resumed.output
+    a = torch.load(tmp_path / "full" / "checkpoints" / "latest.pt", weights_only=False)["algo"]
+    b = torch.load(tmp_path / "part" / "checkpoints" / "latest.pt", weights_only=False)["algo"]
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), k
+        else:  # MACEGA's noise generator state
+            assert all(torch.equal(a[k][s], b[k][s]) for s in a[k]), k
+    again = runner.invoke(eval_app, [str(tmp_path / "full"), "--episodes", "1"])
+    assert again.exit_code == 0, again.output
+    saved = json.loads((tmp_path / "full" / "eval_latest.json").read_text())
+    assert {"before", "after", "random"} <= set(saved["tasks"][0])

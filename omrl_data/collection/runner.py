@@ -160,6 +160,7 @@ def _run(staged: writer.StagedDataset, plan: CollectionPlan, done: set[int], pro
     """Run the units not yet done, then commit. The lock is released however this ends."""
     learner_stats = _load_learner_stats(staged)
     todo = [k for k, unit in enumerate(plan.units) if not set(unit) <= done]
+    started = time.perf_counter()
     try:
         if new:  # inside the try: a Ctrl-C right after the lock was taken is handled like any other
             staged.save_plan(plan.to_dict())
@@ -186,6 +187,9 @@ def _run(staged: writer.StagedDataset, plan: CollectionPlan, done: set[int], pro
                     s[ours] = learner[theirs]
             task_stats.append(s)
         meta = build_metadata(plan, task_stats, learner_stats)
+        # Wall time of this run (the last one, if the collection was resumed), workers to commit.
+        meta["collection"]["wall_seconds"] = round(time.perf_counter() - started, 2)
+        meta["collection"]["resumed"] = bool(done) or not new
         staged.commit(meta)
     except KeyboardInterrupt:
         staged.release()
@@ -200,7 +204,10 @@ def _run(staged: writer.StagedDataset, plan: CollectionPlan, done: set[int], pro
                           f"{resume_cmd}", highlight=False, soft_wrap=True)
         raise
     if progress:
-        console.print(summary_table(task_stats, f"{staged.dataset_id}: {sum(s['transitions'] for s in task_stats):,} transitions"))
+        elapsed = planning.human_seconds(time.perf_counter() - started)
+        estimate = "" if plan.est_seconds is None else f", estimated {planning.human_seconds(plan.est_seconds)}"
+        title = f"{staged.dataset_id}: {sum(s['transitions'] for s in task_stats):,} transitions in {elapsed}{estimate}"
+        console.print(summary_table(task_stats, title))
     return staged.dataset_id
 
 
@@ -444,9 +451,12 @@ def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Calla
 # ================================================================================================
 # calibration and metadata
 # ================================================================================================
-def _timed_shard(config: CollectConfig, shard: list[tuple[int, dict]]) -> float:
-    """Env steps per second (per task) of one short collect_shard run, setup excluded when the
-    learner reports progress along the way."""
+def _timed_shard(config: CollectConfig, shard: list[tuple[int, dict]]) -> tuple[float, float]:
+    """``(env steps per second per task, fixed seconds per unit)`` of one short collect_shard run.
+
+    The rate comes from the learner's progress reports (between its first and last report), so
+    that set-up (envs, networks) and writing the group count once per unit, not per step.
+    """
     from omrl_data.collection.learners import collect_shard
 
     marks: list[tuple[float, int]] = []
@@ -472,12 +482,18 @@ def _timed_shard(config: CollectConfig, shard: list[tuple[int, dict]]) -> float:
             torch.set_num_threads(threads)
     steps = int(config.steps_per_task)
     if len(marks) >= 2 and marks[-1][0] - marks[0][0] > 0.05 and marks[-1][1] > marks[0][1]:
-        return (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
-    return steps / max(total, 1e-6)
+        rate = (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
+        return rate, max(0.0, total - steps / rate)
+    return steps / max(total, 1e-6), 0.0
 
 
 def estimate_seconds(plan: CollectionPlan, console: Console | None = None) -> float | None:
-    """Wall time of the whole plan, from timing a few hundred steps of the first unit."""
+    """Wall time of the whole plan, from timing a few hundred steps of the first unit.
+
+    Adds up, per unit: set-up and writing (measured), random-action steps, learning steps and
+    checkpoint rollouts; spreads the units over ``min(workers, cores)`` lanes; adds a worker's
+    start-up (the import time of the learners, measured here). It assumes the cores are free.
+    """
     cfg = plan.config
     k_steps = int(cfg.steps_per_task)
     n_cal = min(CALIBRATION_STEPS, k_steps)
@@ -486,11 +502,18 @@ def estimate_seconds(plan: CollectionPlan, console: Console | None = None) -> fl
     try:
         if console is not None:
             console.print(f"[dim]calibrating: {n_cal} steps of {unit_label([i for i, _ in shard])}...[/]")
-        random_rate = _timed_shard(CollectConfig.from_dict(base | {"mode": "random"}), shard[:1])
-        learn_rate = None
+        t0 = time.perf_counter()
+        import omrl_data.collection.learners  # noqa: F401  (what every worker imports first)
+
+        if cfg.mode != "random":
+            import stable_baselines3  # noqa: F401
+            import torch  # noqa: F401
+        startup = time.perf_counter() - t0
+        random_rate, random_fixed = _timed_shard(CollectConfig.from_dict(base | {"mode": "random"}), shard[:1])
+        learn_rate, learn_fixed = None, 0.0
         if cfg.mode != "random":
             sac = base["sac"] | {"learning_starts": 0}
-            learn_rate = _timed_shard(CollectConfig.from_dict(base | {"sac": sac}), shard)
+            learn_rate, learn_fixed = _timed_shard(CollectConfig.from_dict(base | {"sac": sac}), shard)
     except OmrlError:
         raise
     except Exception as e:  # noqa: BLE001 - an estimate must never stop a collection
@@ -501,19 +524,19 @@ def estimate_seconds(plan: CollectionPlan, console: Console | None = None) -> fl
     for unit in plan.units:
         m = len(unit)
         if cfg.mode == "random":
-            t = m * k_steps / random_rate
+            t = random_fixed * m + m * k_steps / random_rate
         else:
             ls = min(cfg.sac.learning_starts, k_steps)
             # per-task: one learner per unit; shared: one vector step moves every task of the shard,
             # so the calibrated rate (per task) already includes the shard's width.
-            t = m * ls / random_rate + (k_steps - ls) / learn_rate
+            t = learn_fixed + m * ls / random_rate + (k_steps - ls) / learn_rate
             if cfg.checkpoint_every:
                 # Rollouts step the env and run the actor only: roughly half the raw stepping rate
                 # (a guess, not measured).
                 t += m * (k_steps // cfg.checkpoint_every) * cfg.checkpoint_rollouts * plan.horizon / (random_rate / 2)
         per_unit.append(t)
     lanes = max(1, min(cfg.workers, os.cpu_count() or 1, len(per_unit)))
-    return max(sum(per_unit) / lanes, max(per_unit))
+    return startup + max(sum(per_unit) / lanes, max(per_unit))
 
 
 def _space_dict(space) -> dict[str, Any]:

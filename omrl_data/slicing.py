@@ -334,9 +334,7 @@ def slice_dataset(
                 staged.write_task(i, {k: v[rows] for k, v in arrays.items()})
             if on_task:
                 on_task(i + 1, len(plans))
-        if list(keep) == list(range(len(table))) and (parent_dir / POLICIES_DIR).is_dir():
-            # Checkpoint policies are indexed by task; they stay valid only when the task order does.
-            _link_tree(parent_dir / POLICIES_DIR, staged.path / POLICIES_DIR)
+        _link_policies(parent_dir / POLICIES_DIR, staged.path / POLICIES_DIR, keep)
         new_meta = {k: v for k, v in meta.items() if k not in _VERSION_KEYS}
         new_meta["tasks"] = new_table.to_dict()
         new_meta.pop("task_stats", None)  # statistics of the parent's rows; `info` recomputes them
@@ -398,6 +396,36 @@ def _origin_entry(meta: dict[str, Any], dataset_id: str) -> list[dict[str, Any]]
     """The first changelog entry of a dataset that has none: its own creation."""
     how = "collected" if meta.get("collection") else "created"
     return [{"date": meta.get("created"), "id": dataset_id, "change": how}]
+
+
+def _link_policies(src: Path, dst: Path, keep: list[int]) -> None:
+    """Checkpoint policies of the kept tasks: ``policies/task_<j>/`` of the parent becomes
+    ``policies/task_<i>/`` of the slice (i = slice index of parent task j); other entries are
+    kept as they are only when the task list is unchanged (their meaning may depend on it)."""
+    if not src.is_dir():
+        return
+    unchanged = list(keep) == list(range(len(keep))) and not any(
+        re.fullmatch(r"task_(\d+)", p.name) and int(p.name[5:]) >= len(keep) for p in src.iterdir()
+    )
+    for i, j in enumerate(keep):
+        task_dir = src / f"task_{j:04d}"
+        if task_dir.is_dir():
+            _link_tree(task_dir, dst / f"task_{i:04d}")
+    if unchanged:
+        for p in src.iterdir():
+            if not re.fullmatch(r"task_\d+", p.name):
+                if p.is_dir():
+                    _link_tree(p, dst / p.name)
+                else:
+                    dst.mkdir(parents=True, exist_ok=True)
+                    _link_tree_file(p, dst / p.name)
+
+
+def _link_tree_file(a: Path, b: Path) -> None:
+    try:
+        os.link(a, b)
+    except OSError:
+        shutil.copy2(a, b)
 
 
 def _link_tree(src: Path, dst: Path) -> int:

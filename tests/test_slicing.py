@@ -193,3 +193,22 @@ def test_cli_slice_writes_version(parent):
     s = omrl_data.load("omrl/point_robot_sparse/cli-v1")
     assert s.n_tasks == 3 and s.tasks.split == ("train", "train", "test")
     assert zarr_io.task_row_counts(catalog.resolve("omrl/point_robot_sparse/cli-v1"), 3) == s.task_sizes.tolist()
+
+
+def test_checkpoint_policies_follow_their_tasks(omrl_home):
+    from omrl_data.store.writer import StagedDataset
+    from tests.synthetic import synthetic_task_arrays, synthetic_tasks
+
+    staged = StagedDataset.create(omrl_home, "point_robot_sparse", "with-policies")
+    for i in range(3):
+        staged.write_task(i, synthetic_task_arrays(40, 2, 2, task_index=i))
+        folder = staged.path / "policies" / f"task_{i:04d}"
+        folder.mkdir(parents=True)
+        np.savez(folder / "step_00000040.npz", w=np.full(3, i, dtype=np.float32))
+    staged.commit({"family": "point_robot_sparse", "tasks": synthetic_tasks("point_robot_sparse", 3).to_dict(), "obs_dim": 2, "act_dim": 2, "gamma": 0.99})
+    sid = slice_dataset(staged.dataset_id, "two", SliceSpec(tasks=(2, 0), quality="expert"))
+    folder = catalog.resolve(sid)
+    assert sorted(p.name for p in (folder / "policies").iterdir()) == ["task_0000", "task_0001"]
+    assert np.load(folder / "policies/task_0000/step_00000040.npz")["w"].tolist() == [2, 2, 2]
+    assert np.load(folder / "policies/task_0001/step_00000040.npz")["w"].tolist() == [0, 0, 0]
+    assert manifest.verify(folder) == []

@@ -15,6 +15,17 @@ from omrl_data.schema import FIELDS, SOURCE_CHECKPOINT, SOURCE_RANDOM, SOURCE_RE
 from omrl_data.store import zarr_io
 from omrl_data.tasks import get_family
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """As collection workers run: two torch threads on the shared 2-core machine ran 10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TINY_SAC = SacConfig(net_arch=(16, 16), batch_size=32, learning_starts=50)
 
 

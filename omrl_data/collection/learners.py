@@ -227,14 +227,8 @@ def _collect_sac(config, family, tasks, steps, out_dir, report, shared: bool) ->
                 self.last_report = time.perf_counter()
             return self.done < steps
 
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small networks gain nothing from more threads; workers share the cores
-    try:
-        model.learn(total_timesteps=steps * n, callback=Driver())
-    finally:
-        torch.set_num_threads(threads)
+    # Torch threads are the caller's choice (collection workers set one per core they own).
+    model.learn(total_timesteps=steps * n, callback=Driver())
     seconds = (time.perf_counter() - start) / n
     out = {}
     for j, index in enumerate(indices):

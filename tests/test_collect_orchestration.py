@@ -118,6 +118,7 @@ def test_lock_refusal_ctrl_c_and_resume(omrl_home):
     staging = _staging(omrl_home, "random-v1")
     try:
         _wait_for(lambda: holder(staging / "lock.json") is not None, 60, "the first collector to take the lock")
+        _wait_for(lambda: len(_children(first.pid)) >= 1, 60, "the first collector's workers")
         with pytest.raises(LockedError, match=f"pid {first.pid}"):
             collect(CollectConfig(family=FAMILY, tasks=2, mode="random", steps_per_task=20000), progress=False)
         second = CliRunner().invoke(app, ["collect", *args])

@@ -112,7 +112,14 @@ def collect(
         console.print(plan_table(request))
     if confirm is not None and not confirm(request):
         raise BadInput("collection cancelled; nothing was written")
-    staged = writer.StagedDataset.create(root_path, family, name, command=_command_line())
+    try:
+        staged = writer.StagedDataset.create(root_path, family, name, command=_command_line())
+    except KeyboardInterrupt:
+        # Interrupted while reserving: a reserved folder (if any) is a resumable, empty staging and
+        # its lock went with the half-made writer object.
+        if progress:
+            console.print(f"[yellow]interrupted[/]; resume with:\n  {resume_cmd}", highlight=False, soft_wrap=True)
+        raise CollectionInterrupted(f"omrl/{family}/{name}", resume_cmd) from None
     return _run(staged, request, set(), progress, console, resume_cmd, new=True)
 
 
@@ -158,10 +165,10 @@ def _reopen(root: Path, family: str, name: str, console: Console) -> writer.Stag
 def _run(staged: writer.StagedDataset, plan: CollectionPlan, done: set[int], progress: bool,
          console: Console, resume_cmd: str, new: bool = False) -> str:
     """Run the units not yet done, then commit. The lock is released however this ends."""
-    learner_stats = _load_learner_stats(staged)
-    todo = [k for k, unit in enumerate(plan.units) if not set(unit) <= done]
     started = time.perf_counter()
     try:
+        learner_stats = _load_learner_stats(staged)
+        todo = [k for k, unit in enumerate(plan.units) if not set(unit) <= done]
         if new:  # inside the try: a Ctrl-C right after the lock was taken is handled like any other
             staged.save_plan(plan.to_dict())
             if progress:

@@ -26,15 +26,15 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def make_point_robot(root, n_tasks=3, rows=100, jump=False, name="real"):
-    """A dataset with real point_robot_sparse tasks (so the env can be recovered). ``jump``
-    makes next_observations differ from the next row's observation inside episodes."""
+def make_point_robot(root, n_tasks=3, rows=100, jump=(), name="real"):
+    """A dataset with real point_robot_sparse tasks (so the env can be recovered). In tasks
+    ``jump``, next_observations differ from the next row's observation inside episodes."""
     fam = get_family("point_robot_sparse")
     table = fam.sample_tasks(n_tasks, seed=3)
     staged = StagedDataset.create(root, fam.name, name)
     for i in range(n_tasks):
         a = synthetic_task_arrays(rows, 2, 2, 20, 0.99, i, 0, checkpoint_rows=20)
-        if jump:
+        if i in jump:
             a["next_observations"] = a["next_observations"] + np.float32(0.5)
         staged.write_task(i, a)
     staged.commit(
@@ -55,11 +55,12 @@ def make_point_robot(root, n_tasks=3, rows=100, jump=False, name="real"):
     return staged.dataset_id
 
 
-@pytest.mark.parametrize("jump", [False, True])
-def test_round_trip_keeps_every_value_and_the_task_table(omrl_home, jump):
-    pid = make_point_robot(omrl_home, jump=jump)
+def test_round_trip_keeps_every_value_and_the_task_table(omrl_home):
+    pid = make_point_robot(omrl_home, jump=(1,))  # task 1: next_observations that Minari cannot derive
     ids = export_minari(pid)
     assert len(ids) == 3
+    assert "next_observations" in minari.load_dataset(ids[1])[0].infos  # kept where it cannot be derived
+    assert "next_observations" not in minari.load_dataset(ids[0])[0].infos
     back = import_minari([pid], "back")  # the namespace (default: the omrl id)
     a, b = omrl_data.load(pid), omrl_data.load(back)
     assert a.tasks.to_dict() == b.tasks.to_dict()

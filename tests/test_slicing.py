@@ -38,39 +38,42 @@ def _episodes(arrays):
 
 def test_quality_tiers_partition_each_stream_in_collect_order(parent):
     p = omrl_data.load(parent)
-    tiers = {q: omrl_data.load(slice_dataset(parent, f"q-{q}", SliceSpec(quality=q))) for q in ("random", "medium", "expert")}
     for i in range(p.n_tasks):
         whole = p.task_arrays(i)
-        parts = [tiers[q].task_arrays(i) for q in ("random", "medium", "expert")]
+        rows = [select_rows(whole, SliceSpec(quality=q)) for q in ("random", "medium", "expert")]
         # Every row is in exactly one tier, and each tier is about a third.
-        assert sum(len(a["rewards"]) for a in parts) == len(whole["rewards"])
-        ep_sets = [set(_episodes(a)) for a in parts]
-        assert not (ep_sets[0] & ep_sets[1]) and not (ep_sets[1] & ep_sets[2]) and not (ep_sets[0] & ep_sets[2])
+        assert np.array_equal(np.sort(np.concatenate(rows)), np.arange(len(whole["rewards"])))
+        parts = [{k: v[r] for k, v in whole.items()} for r in rows]
         for a in parts:
             assert abs(len(a["rewards"]) - len(whole["rewards"]) / 3) <= 20  # within one episode (horizon 20)
         # Tiers follow collect_step: all of random before all of medium before all of expert.
         assert parts[0]["collect_step"].max() <= parts[1]["collect_step"].min()
         assert parts[1]["collect_step"].max() <= parts[2]["collect_step"].min()
-        # Whole episodes, byte-identical to the parent's.
-        full = _episodes(whole)
-        for a in parts:
-            for k, rows in _episodes(a).items():
-                assert rows == full[k]
-    # The learning trend of the synthetic data shows up in the tiers.
-    means = [float(tiers[q].fields["rewards"].mean()) for q in ("random", "medium", "expert")]
-    assert means[0] < means[1] < means[2]
+        # Whole episodes only: no episode is split between tiers.
+        ep_sets = [set(np.unique(a["episode_index"]).tolist()) for a in parts]
+        assert sum(len(e) for e in ep_sets) == len(set().union(*ep_sets))
+        # The learning trend of the synthetic data shows up in the tiers.
+        means = [float(a["rewards"].mean()) for a in parts]
+        assert means[0] < means[1] < means[2]
+    # The written slice holds exactly those rows, byte for byte.
+    expert = omrl_data.load(slice_dataset(parent, "q-expert", SliceSpec(quality="expert")))
+    for i in range(p.n_tasks):
+        rows = select_rows(p.task_arrays(i), SliceSpec(quality="expert"))
+        for k, v in p.task_arrays(i).items():
+            assert np.array_equal(expert.task_arrays(i)[k], v[rows]), k
 
 
 def test_collect_range_exact_fractions(parent):
     p = omrl_data.load(parent)
-    all_ = omrl_data.load(slice_dataset(parent, "all", SliceSpec(collect_range=(0.0, 1.0))))
-    assert np.array_equal(all_.offsets, p.offsets)
+    for i in range(p.n_tasks):
+        assert len(select_rows(p.task_arrays(i), SliceSpec(collect_range=(0.0, 1.0)))) == len(p.task_arrays(i)["rewards"])
     last = omrl_data.load(slice_dataset(parent, "last-tenth", SliceSpec(collect_range=(0.9, 1.0))))
     for i in range(p.n_tasks):
         n = len(p.task_arrays(i)["rewards"])
         got = last.task_arrays(i)
         assert abs(len(got["rewards"]) - n * 0.1) <= 20
         assert got["collect_step"].min() >= np.quantile(p.task_arrays(i)["collect_step"], 0.8)
+    assert last.metadata["lineage"]["spec"]["collect_range"] == [0.9, 1.0]
 
 
 def test_source_filter_and_cap(parent):

@@ -225,7 +225,10 @@ def publish(
     if card and not (folder / CARD_FILES[0]).exists():
         from omrl_data.cards import write_card
 
-        write_card(folder, root=root)
+        try:
+            write_card(folder, root=root)
+        except OSError:  # a read-only catalog: publish the data without a card
+            pass
     if remote.sizes(rel):
         remote.remove(rel)  # a previous upload that failed before its manifest: start over
 

@@ -295,7 +295,9 @@ def slice_dataset(
 
     catalog.check_name(name)
     parent_dir = catalog.resolve(parent, root)
-    problems = manifest.verify(parent_dir, checksums=False)
+    # Full checksums: linked files and rewritten rows must not carry tampered bytes into a
+    # version whose new manifest would vouch for them.
+    problems = manifest.verify(parent_dir)
     if problems:
         raise BadInput(f"parent {parent} is damaged ({problems[0]}); run `omrl-data verify` on it")
     meta = catalog.read_metadata(parent_dir)

@@ -215,3 +215,14 @@ def test_checkpoint_policies_follow_their_tasks(omrl_home):
     assert np.load(folder / "policies/task_0000/step_00000040.npz")["w"].tolist() == [2, 2, 2]
     assert np.load(folder / "policies/task_0001/step_00000040.npz")["w"].tolist() == [0, 0, 0]
     assert manifest.verify(folder) == []
+
+
+def test_tampered_parent_is_not_sliced(parent):
+    folder = catalog.resolve(parent)
+    chunk = next(f for f in sorted(manifest.read_manifest(folder)["files"]) if "/rewards/c" in f)
+    data = bytearray((folder / chunk).read_bytes())
+    data[0] ^= 0xFF
+    (folder / chunk).write_bytes(bytes(data))
+    r = run("slice", parent, "--name", "from-bad", "--resplit", "random")
+    assert r.exit_code == 2 and "checksum mismatch" in r.output and "rewards" in r.output
+    assert [d["id"] for d in catalog.list_datasets()] == [parent]

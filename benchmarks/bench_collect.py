@@ -42,20 +42,21 @@ def run_sac(family: str, tasks: int, steps: int, mode: str, sac: SacConfig, seed
 
 
 def bench_learners(args) -> None:
-    base = SacConfig(learning_starts=args.learning_starts)
-    n = args.tasks
-    print(f"== shared vs per-task: {args.family}, {n} tasks x {args.steps} env steps, SAC 256x256, learning starts {args.learning_starts}")
+    net = tuple(int(x) for x in args.net.split("x"))
+    base = SacConfig(learning_starts=args.learning_starts, net_arch=net, learning_rate=args.lr, batch_size=args.batch)
+    n, u = args.tasks, args.ups
+    print(f"== shared vs per-task: {args.family}, {n} tasks x {args.steps} env steps, SAC {args.net} lr {args.lr} batch {args.batch}, learning starts {args.learning_starts}")
     rows = [
-        ("shared, 1 grad step per vector step (1/N per transition)", "shared", replace(base, updates_per_step=1.0)),
-        ("per-task, 1 grad step per N env steps (1/N per transition)", "per-task", replace(base, updates_per_step=1.0 / n)),
+        (f"shared, {u:g} grad steps per vector step ({u:g}/N per transition)", "shared", replace(base, updates_per_step=u)),
+        (f"per-task, {u:g} grad steps per N env steps ({u:g}/N per transition)", "per-task", replace(base, updates_per_step=u / n)),
     ]
     if not args.skip_full:
-        rows.append(("per-task, 1 grad step per env step (the MACAW/CORRO recipe)", "per-task", replace(base, updates_per_step=1.0)))
+        rows.append((f"per-task, {u:g} grad steps per env step (the MACAW/CORRO recipe)", "per-task", replace(base, updates_per_step=u)))
     results = {}
     for label, mode, sac in rows:
         tps, last, first = run_sac(args.family, n, args.steps, mode, sac, args.seed)
         results[label] = tps
-        print(f"{label:62s} {tps:8.0f} transitions/s   return first 10% {first:9.2f}   last 10% {last:9.2f}", flush=True)
+        print(f"{label:66s} {tps:8.0f} transitions/s   return first 10% {first:9.2f}   last 10% {last:9.2f}", flush=True)
     labels = list(results)
     print(f"shared / per-task at equal budget: {results[labels[0]] / results[labels[1]]:.2f}x")
     if len(labels) > 2:
@@ -113,6 +114,10 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=8)
     p.add_argument("--steps", type=int, default=2000, help="env steps per task of the learner comparison")
     p.add_argument("--learning-starts", type=int, default=500)
+    p.add_argument("--net", default="256x256", help="hidden sizes of the learners, e.g. 256x256")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--ups", type=float, default=1.0, help="shared learner's gradient steps per vector step")
     p.add_argument("--speed-steps", type=int, default=10000, help="env steps per block of the speed comparison")
     p.add_argument("--blocks", type=int, default=3, help="interleaved blocks of the speed comparison")
     p.add_argument("--skip-full", action="store_true", help="leave out the per-task 1-step-per-step row (the slowest)")

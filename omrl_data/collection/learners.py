@@ -27,17 +27,19 @@ from omrl_data.store import zarr_io
 
 Report = Callable[[int, int], None]
 
-# Env steps per task when --steps-per-task is not given. MuJoCo budgets are sized so that
-# `omrl-data collect ant_dir --tasks 50` (shared mode, 2 workers) fits in an hour on a 2-core
-# machine; see docs/readme/collection-data.md for the measurement behind each figure.
+# Env steps per task when --steps-per-task is not given, sized for shared mode on a 2-core machine:
+# a shared learner's vector step costs one gradient step (~15 ms, 256x256, batch 256, one core)
+# plus N env steps, so `omrl-data collect ant_dir --tasks 50 --workers 2` (2 shards of 25 tasks)
+# takes about 100k x 18.7 ms = 31 min; with one worker (50 tasks in one shard) about 45 min.
+# The measurements are in docs/readme/collection-data.md.
 DEFAULT_STEPS_PER_TASK = {
-    "point_robot_sparse": 4_000,  # 200 episodes of 20 steps
-    "bandit": 1_000,  # 100 episodes of 10 pulls
-    "cheetah_dir": 60_000,
-    "cheetah_vel": 60_000,
-    "ant_dir": 30_000,
-    "walker_params": 40_000,
-    "hopper_params": 40_000,
+    "point_robot_sparse": 10_000,  # 500 episodes of 20 steps
+    "bandit": 2_000,  # 200 episodes of 10 pulls
+    "cheetah_dir": 100_000,
+    "cheetah_vel": 100_000,
+    "ant_dir": 100_000,
+    "walker_params": 100_000,
+    "hopper_params": 100_000,
 }
 FALLBACK_STEPS_PER_TASK = 20_000
 REPORT_EVERY_S = 0.25  # progress callbacks at most this often (per shard)
@@ -112,7 +114,7 @@ def collect_shard(
 def _collect_random(config, family, index, params, steps, out_dir, report) -> dict[int, dict]:
     start = time.perf_counter()
     seed = derived_seed(config.seed, index, _SEED_SALT_ENV)
-    env = TransitionRecorder(family.make_env(params), seed=seed)
+    env = TransitionRecorder(family.make_env(params), seed=seed, capacity=steps)
     space = env.action_space
     rng = np.random.default_rng(seed)
     # Drawing all actions at once keeps the loop at the env's own speed.
@@ -167,7 +169,7 @@ def _collect_sac(config, family, tasks, steps, out_dir, report, shared: bool) ->
         env = family.make_env(params)
         if not isinstance(env.action_space, gym.spaces.Box):
             raise BadInput(f"family {family.name} has a {type(env.action_space).__name__} action space; SAC modes need a continuous one (use --mode random)")
-        recorders.append(TransitionRecorder(env, seed=derived_seed(config.seed, index, _SEED_SALT_ENV)))
+        recorders.append(TransitionRecorder(env, seed=derived_seed(config.seed, index, _SEED_SALT_ENV), capacity=steps))
         features.append(np.asarray(family.features(params), dtype=np.float32) if shared else np.zeros(0, np.float32))
     learner_envs = [LearnerReward(TaskFeatures(r, f) if shared else r) for r, f in zip(recorders, features)]
     env_fns = [(lambda e=e: e) for e in learner_envs]

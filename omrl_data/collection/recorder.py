@@ -26,7 +26,7 @@ class TransitionRecorder(gym.Wrapper):
     driver sets ``collect_step_override`` (checkpoint rollouts: the checkpoint's step).
     """
 
-    def __init__(self, env: gym.Env, seed: int | None = None):
+    def __init__(self, env: gym.Env, seed: int | None = None, capacity: int = _GROW):
         super().__init__(env)
         self._first_seed = seed
         obs_dim = int(np.prod(env.observation_space.shape))
@@ -35,7 +35,7 @@ class TransitionRecorder(gym.Wrapper):
         self._cap = 0
         self._n = 0
         self._buf: dict[str, np.ndarray] = {}
-        self._alloc(_GROW)
+        self._alloc(max(1, capacity))  # rows preallocated; the buffers double when full
         self._obs: np.ndarray | None = None
         self.episode = 0  # index of the episode in progress
         self.t = 0  # step in the episode in progress

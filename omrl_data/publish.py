@@ -92,19 +92,33 @@ class Remote:
     def write_bytes(self, rel: str, data: bytes) -> None:
         """One object/file, replaced as a whole (local: temporary file and rename)."""
         target = self.path(rel)
-        if self.local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(target).parent / f".{Path(target).name}.{uuid.uuid4().hex[:8]}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        else:
-            self._call(self.fs.pipe_file, target, data)
+
+        def write() -> None:
+            if self.local:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(target).parent / f".{Path(target).name}.{uuid.uuid4().hex[:8]}.tmp"
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
+            else:
+                self.fs.pipe_file(target, data)
+
+        self._writing(write)
 
     def put(self, local: Path, rel: str) -> None:
         target = self.path(rel)
-        if self.local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-        self._call(self.fs.put_file, str(local), target)
+
+        def upload() -> None:
+            if self.local:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+            self.fs.put_file(str(local), target)
+
+        self._writing(upload)
+
+    def _writing(self, fn: Callable[[], None]) -> None:
+        try:
+            self._call(fn)
+        except FileNotFoundError as e:  # S3: no such bucket
+            raise RemoteError(f"cannot write to {self.url}: it does not exist ({e}); create the bucket or folder first") from e
 
     def get(self, rel: str, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)

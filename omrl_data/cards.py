@@ -230,6 +230,14 @@ def regenerate_commands(meta: dict[str, Any], dataset_id: str) -> list[str]:
     return cmds
 
 
+def _compact_json(obj: Any) -> str:
+    """Indented JSON with lists of numbers kept on one line."""
+    import re
+
+    text = json.dumps(obj, indent=1, sort_keys=True)
+    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+
+
 def _fmt(x: Any, digits: int = 2) -> str:
     if x is None:
         return "-"
@@ -416,13 +424,15 @@ def render_card(
     versions = meta.get("package_versions") or {}
     if versions:
         add("- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    if isinstance(collection.get("wall_seconds"), (int, float)):
+        add(f"- collection wall time: {collection['wall_seconds']:,.0f} s")
     if lineage:
         add(f"- lineage: `{json.dumps(lineage)}`")
     add("")
     add("Collection config (seeds included):")
     add("")
     add("```json")
-    add(json.dumps(collection, indent=1, sort_keys=True))
+    add(_compact_json(collection))
     add("```")
     add("")
 

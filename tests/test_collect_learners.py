@@ -233,3 +233,15 @@ def test_shared_sac_data_improves(tmp_path):
         quarter = len(returns) // 4
         first, last = returns[:quarter].mean(), returns[-quarter:].mean()
         assert last > first + 2.0, (i, first, last)  # sparse reward: ~0 at first, near the goal later
+
+
+def test_checkpoints_without_rollouts_and_beyond_budget(tmp_path):
+    shard = shard_of("point_robot_sparse", 1)
+    cfg = config("point_robot_sparse", 1, mode="shared", steps_per_task=100, checkpoint_every=60, checkpoint_rollouts=0)
+    stats = collect_shard(cfg, shard, tmp_path / "a")
+    assert stats[0]["transitions"] == 100  # policies saved, no rollout rows
+    assert [p.name for p in list_checkpoints(tmp_path / "a", 0)] == ["step_00000060.npz"]
+    cfg = config("point_robot_sparse", 1, mode="per-task", steps_per_task=100, checkpoint_every=500, checkpoint_rollouts=3)
+    stats = collect_shard(cfg, shard, tmp_path / "b")
+    assert stats[0]["transitions"] == 100 and list_checkpoints(tmp_path / "b", 0) == []
+    assert not list((tmp_path / "b" / "policies").glob("*")) if (tmp_path / "b" / "policies").exists() else True

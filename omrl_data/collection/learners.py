@@ -193,7 +193,7 @@ def _collect_sac(config, family, tasks, steps, out_dir, report, shared: bool) ->
         device=config.device,
         verbose=0,
     )
-    checkpoints = config.checkpoint_every > 0 and config.checkpoint_rollouts > 0
+    checkpoints = config.checkpoint_every > 0  # policies are saved even without rollouts
     staging = {i: policy_files.staging_dir(out_dir, i) for i in indices} if checkpoints else {}
     segments: dict[int, list] = {i: [] for i in indices}
     mode = "shared" if shared else "per-task"
@@ -204,6 +204,8 @@ def _collect_sac(config, family, tasks, steps, out_dir, report, shared: bool) ->
             space = recorders[j].action_space
             spec = policy_files.actor_spec(model.actor, recorders[j].observation_space.shape[0], features[j], space.low, space.high, step, mode)
             policy_files.write_checkpoint(staging[index], step, arrays, spec)
+            if config.checkpoint_rollouts <= 0:
+                continue
             policy = policy_files.SavedPolicy(arrays, spec)
             if len(rollout_envs) <= j:
                 seed = derived_seed(config.seed, index, _SEED_SALT_ROLLOUT)

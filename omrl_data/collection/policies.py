@@ -146,6 +146,9 @@ def staging_dir(out_dir: str | Path, task_index: int) -> Path:
 def publish(staging: Path, out_dir: str | Path, task_index: int) -> None:
     """Move a task's staged checkpoints into place (replacing leftovers of an interrupted run)."""
     final = task_policy_dir(out_dir, task_index)
+    if not staging.exists():  # no checkpoint fell within the budget
+        shutil.rmtree(final, ignore_errors=True)
+        return
     for root, _, files in os.walk(staging):
         for f in files:
             fd = os.open(os.path.join(root, f), os.O_RDONLY)

@@ -134,24 +134,32 @@ def test_shared_with_checkpoint_rollouts(tmp_path):
     assert not list((tmp_path / "policies").glob(".tmp-*"))
 
 
-def test_saved_policy_matches_sb3_actor():
+@pytest.mark.parametrize("features", [[], [0.3, -0.7]])
+def test_saved_policy_matches_sb3_actor(features):
+    """The numpy actor of a checkpoint computes what SB3's actor computes on [obs, features]."""
     import torch
     from stable_baselines3 import SAC
 
-    env = get_family("cheetah_vel").make_env({"target_velocity": 1.0})
-    model = SAC("MlpPolicy", env, policy_kwargs={"net_arch": [32, 16]}, seed=3, device="cpu")
     from omrl_data.collection.policies import actor_arrays, actor_spec
+    from omrl_data.collection.recorder import TaskFeatures
 
-    spec = actor_spec(model.actor, 17, np.zeros(0), env.action_space.low, env.action_space.high, 0, "per-task")
+    env = get_family("cheetah_vel").make_env({"target_velocity": 1.0})
+    learner_env = TaskFeatures(env, np.array(features, np.float32)) if features else env
+    model = SAC("MlpPolicy", learner_env, policy_kwargs={"net_arch": [32, 16]}, seed=3, device="cpu")
+    spec = actor_spec(model.actor, 17, np.array(features), env.action_space.low, env.action_space.high, 0, "shared")
     policy = SavedPolicy(actor_arrays(model.actor), spec)
     obs = np.random.default_rng(0).standard_normal((7, 17)).astype(np.float32)
+    full = np.concatenate([obs, np.broadcast_to(np.array(features, np.float32), (7, len(features)))], axis=1)
     with torch.no_grad():
-        mean, log_std, _ = model.actor.get_action_dist_params(torch.as_tensor(obs))
+        mean, log_std, _ = model.actor.get_action_dist_params(torch.as_tensor(full))
         expected = model.policy.unscale_action(torch.tanh(mean).numpy())
     ours_mean, ours_log_std = policy.mean_and_log_std(obs)
     np.testing.assert_allclose(ours_mean, mean.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ours_log_std, log_std.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(policy.act(obs, np.random.default_rng(0), deterministic=True), expected, rtol=1e-4, atol=1e-5)
+    # Stochastic actions: tanh(mean + std * noise), within the action bounds.
+    acts = policy.act(np.repeat(obs[:1], 2000, 0), np.random.default_rng(1))
+    assert np.all(np.abs(acts) <= 1.0) and acts.std(0).min() > 0.01
 
 
 def test_per_task_mode_and_resume(tmp_path):

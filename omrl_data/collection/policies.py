@@ -97,14 +97,20 @@ class SavedPolicy:
             raise ValueError(f"unknown policy format {spec.get('format')!r}; expected {POLICY_FORMAT}")
         self.spec = spec
         n = len(spec["hidden"])
-        self._hidden = [(arrays[f"hidden_{k}_weight"].T.astype(np.float32), arrays[f"hidden_{k}_bias"].astype(np.float32)) for k in range(n)]
-        self._mu = (arrays["mu_weight"].T.astype(np.float32), arrays["mu_bias"].astype(np.float32))
-        self._log_std = (arrays["log_std_weight"].T.astype(np.float32), arrays["log_std_bias"].astype(np.float32))
         self._features = np.asarray(spec["task_features"], dtype=np.float32)
-        self._low = np.asarray(spec["action_low"], dtype=np.float32)
-        self._high = np.asarray(spec["action_high"], dtype=np.float32)
         self.obs_dim = int(spec["obs_dim"])
         self.act_dim = int(spec["act_dim"])
+        layers = [(arrays[f"hidden_{k}_weight"].T.astype(np.float32), arrays[f"hidden_{k}_bias"].astype(np.float32)) for k in range(n)]
+        # The task features are constant: fold their share of the first layer into its bias.
+        w0, b0 = layers[0]
+        layers[0] = (np.ascontiguousarray(w0[: self.obs_dim]), b0 + self._features @ w0[self.obs_dim :])
+        self._hidden = layers
+        # Both heads in one matmul: columns [:act_dim] are the mean, [act_dim:] the log-std.
+        self._heads_w = np.concatenate([arrays["mu_weight"].T, arrays["log_std_weight"].T], axis=1).astype(np.float32)
+        self._heads_b = np.concatenate([arrays["mu_bias"], arrays["log_std_bias"]]).astype(np.float32)
+        self._low = np.asarray(spec["action_low"], dtype=np.float32)
+        self._high = np.asarray(spec["action_high"], dtype=np.float32)
+        self._log_std_min, self._log_std_max = float(spec["log_std_min"]), float(spec["log_std_max"])
 
     @classmethod
     def load(cls, npz_path: str | Path) -> "SavedPolicy":
@@ -117,12 +123,11 @@ class SavedPolicy:
     def mean_and_log_std(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pre-squash Gaussian mean and clipped log-std, each ``[B, act_dim]``."""
         x = np.asarray(obs, dtype=np.float32).reshape(-1, self.obs_dim)
-        if self._features.size:
-            x = np.concatenate([x, np.broadcast_to(self._features, (x.shape[0], self._features.size))], axis=1)
         for w, b in self._hidden:
             x = np.maximum(x @ w + b, 0.0)
-        mean = x @ self._mu[0] + self._mu[1]
-        log_std = np.clip(x @ self._log_std[0] + self._log_std[1], self.spec["log_std_min"], self.spec["log_std_max"])
+        heads = x @ self._heads_w + self._heads_b
+        mean = heads[:, : self.act_dim]
+        log_std = np.clip(heads[:, self.act_dim :], self._log_std_min, self._log_std_max)
         return mean, log_std
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:

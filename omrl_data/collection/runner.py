@@ -15,6 +15,7 @@ watchdog thread), so no orphan can write into a staging folder that a resumed ru
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib.metadata
 import math
 import multiprocessing as mp
@@ -97,11 +98,16 @@ def collect(
             done = staged.done_tasks() & set(range(plan.n_tasks))
             remaining = 1 - len(done) / plan.n_tasks
             planning.check_root(root_path, int(plan.est_bytes * remaining))
+            rest = [u for u in plan.units if not set(u) <= done]
+            if rest and (calibrate if calibrate is not None else (progress or confirm is not None)):
+                plan.est_seconds = estimate_seconds(dataclasses.replace(plan, units=rest), console if progress else None)
+            if progress:
+                console.print(plan_table(plan, staged.dataset_id, done))
+            if confirm is not None and not confirm(plan):
+                raise BadInput("collection cancelled; the unfinished version is kept as it was")
         except BaseException:
             staged.release()
             raise
-        if progress:
-            console.print(plan_table(plan, staged.dataset_id, done))
         return _run(staged, plan, done, progress, console, resume_cmd)
 
     planning.check_root(root_path, request.est_bytes)

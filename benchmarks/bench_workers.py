@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -40,15 +41,20 @@ def main() -> None:
     p.add_argument("--mode", default="per-task", choices=["per-task", "shared", "random"])
     p.add_argument("--learning-starts", type=int, default=500, help="SAC random steps before learning")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1, help="pairs of runs (order alternates); the median ratio is printed")
     args = p.parse_args()
     print(f"{args.family}, {args.tasks} tasks x {args.steps} steps, mode {args.mode}, {os.cpu_count()} cores, "
           f"load average before: {os.getloadavg()[0]:.2f}")
-    results = {}
-    for workers in (1, 2):
-        seconds, rows = run(args, workers)
-        results[workers] = seconds
-        print(f"  workers {workers}: {seconds:7.1f} s  {rows / seconds:9,.0f} transitions/s  ({rows:,} rows)")
-    print(f"2 workers over 1 worker: {results[1] / results[2]:.2f}x  (load average after: {os.getloadavg()[0]:.2f})")
+    ratios = []
+    for r in range(args.repeats):
+        seconds = {}
+        # Alternate the order so that a change in background load does not favour one side.
+        for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
+            seconds[workers], rows = run(args, workers)
+            print(f"  workers {workers}: {seconds[workers]:7.1f} s  {rows / seconds[workers]:9,.0f} transitions/s  ({rows:,} rows)")
+        ratios.append(seconds[1] / seconds[2])
+    print(f"2 workers over 1 worker: {statistics.median(ratios):.2f}x (median of {len(ratios)}: "
+          f"{', '.join(f'{x:.2f}' for x in ratios)}; load average after: {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Prints:
 
     .venv/bin/python benchmarks/bench_collect.py --family cheetah_vel --tasks 8 --steps 2000
     .venv/bin/python benchmarks/bench_collect.py --part speed --family ant_dir
+    .venv/bin/python benchmarks/bench_collect.py --part shard --family ant_dir --tasks 25 --steps 600 --learning-starts 100
 """
 from __future__ import annotations
 
@@ -107,9 +108,31 @@ def bench_speed(args) -> None:
     print(f"checkpoint rollouts (numpy 256x256 actor) {rollout_tps:8.0f} transitions/s   raw / rollouts   {raw / rollout_tps:.2f}x")
 
 
+def bench_shard(args) -> None:
+    """Cost of one shared-learner vector step (learning phase only), in wall and CPU seconds."""
+    n, steps, ls = args.tasks, args.steps, args.learning_starts
+    marks = []
+
+    def report(task: int, done: int) -> None:
+        if task == 0:
+            marks.append((time.perf_counter(), time.process_time(), done))
+
+    cfg = CollectConfig(family=args.family, tasks=n, mode="shared", steps_per_task=steps, seed=args.seed, sac=SacConfig(learning_starts=ls))
+    shard = list(enumerate(get_family(args.family).sample_tasks(n, seed=args.seed).params))
+    with tempfile.TemporaryDirectory() as d:
+        collect_shard(cfg, shard, Path(d), report=report)
+    m = [x for x in marks if x[2] > ls + 20]
+    (wa, ca, ka), (wb, cb, kb) = m[0], m[-2]
+    cpu_rate, wall_rate = (kb - ka) / (cb - ca), (kb - ka) / (wb - wa)
+    print(f"== shared shard: {args.family}, {n} tasks x {steps} steps, SAC 256x256 batch 256, learning phase")
+    print(f"per CPU second: {cpu_rate:.1f} vector steps = {n * cpu_rate:.0f} transitions ({1000 / cpu_rate:.1f} ms per vector step)")
+    print(f"per wall second: {wall_rate:.1f} vector steps = {n * wall_rate:.0f} transitions")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=["all", "learners", "speed"], default="all")
+    p.add_argument("--part", choices=["all", "learners", "speed", "shard"], default="all",
+                   help="shard: cost of a shared learner's vector step (not part of all)")
     p.add_argument("--family", default="cheetah_vel")
     p.add_argument("--tasks", type=int, default=8)
     p.add_argument("--steps", type=int, default=2000, help="env steps per task of the learner comparison")
@@ -126,6 +149,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    if args.part == "shard":
+        bench_shard(args)
     if args.part in ("all", "speed"):
         bench_speed(args)
     if args.part in ("all", "learners"):

@@ -88,6 +88,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         ([FAMILY, "--tasks", "2", "--mode", "fast"], "unknown mode"),
         ([FAMILY, "--tasks", "2", "--steps-per-task", str(10**13)], "not enough free disk"),
         ([FAMILY, "--tasks", "2", "--resume"], "nothing to resume"),
+        ([FAMILY, "--tasks", "2", "--backend", "ray", "--ray-address", "127.0.0.1:1"], "no Ray cluster answers"),
         ([FAMILY, "--tasks", "2", "--mode", "random", "--checkpoint-every", "10", "--checkpoint-rollouts", "1"], "random mode"),
     ],
 )

@@ -112,6 +112,8 @@ def validate(config: CollectConfig):
             import ray  # noqa: F401
         except ImportError:
             raise BadInput("--backend ray needs Ray: pip install 'omrl[ray]'") from None
+        if config.ray_address:
+            check_ray_address(config.ray_address)
     device = str(config.device)
     if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
         raise BadInput(f"--device must be cpu, cuda or cuda:<n>, got {device!r}")
@@ -125,6 +127,29 @@ def validate(config: CollectConfig):
     if s.batch_size < 1 or s.learning_starts < 0 or not s.updates_per_step > 0 or not 0 < s.tau <= 1:
         raise BadInput("SAC settings: batch_size >= 1, learning_starts >= 0, updates_per_step > 0, 0 < tau <= 1")
     return family
+
+
+def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
+    """BadInput unless ``host:port`` (or ``ray://host:port``) accepts a TCP connection.
+
+    Ray itself retries an unreachable address for minutes; this answers in seconds. ``auto``
+    (the cluster this machine belongs to) is left to Ray.
+    """
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise BadInput(f"--ray-address must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise BadInput(
+            f"no Ray cluster answers at {address} ({e.strerror or e}); check --ray-address, "
+            "or leave it out to start a local Ray runtime"
+        ) from None
 
 
 def resolved(config: CollectConfig) -> CollectConfig:

@@ -426,7 +426,12 @@ def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Calla
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": True}
         if cfg.ray_address:
-            ray.init(address=cfg.ray_address, **kwargs)
+            try:
+                ray.init(address=cfg.ray_address, **kwargs)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise BadInput(f"cannot connect to the Ray cluster at {cfg.ray_address!r} ({first}); "
+                               "check --ray-address, or leave it out to start a local Ray runtime") from None
         else:
             ray.init(num_cpus=cfg.workers, object_store_memory=80 * 2**20, **kwargs)
         started = True

@@ -92,7 +92,8 @@ class Evaluator:
         self.tasks = tasks
         if config.episodes < 1:
             raise BadInput(f"eval episodes={config.episodes} must be at least 1")
-        self.sampler = TaskBatchSampler(dataset, tasks=tasks, batch_size=config.adapt_batch, seed=self.seed, device=self.device)
+        # packed=False: on the CPU the evaluation sampler shares the dataset's arrays (no second copy).
+        self.sampler = TaskBatchSampler(dataset, tasks=tasks, batch_size=config.adapt_batch, seed=self.seed, device=self.device, packed=False, bootstrap=True)
         small = [t for t in tasks if int(dataset.task_sizes[t]) < config.adapt_batch]
         if small:
             raise BadInput(f"test task {small[0]} holds {int(dataset.task_sizes[small[0]])} transitions, fewer than the adaptation batch of {config.adapt_batch}; lower eval.adapt_batch")
@@ -105,6 +106,7 @@ class Evaluator:
         self._envs: dict[int, Any] = {}
         self._random: dict[int, float] = {}
         self.gamma = float(dataset.metadata.get("gamma", 0.99))
+        self.env(self.tasks[0])  # a dataset/env mismatch fails here, before any training
 
     def env(self, task: int) -> Any:
         if task not in self._envs:

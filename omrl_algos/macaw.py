@@ -15,7 +15,7 @@ adaptation on the test task's adaptation batch.
 """
 from __future__ import annotations
 
-import math
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,8 @@ class MacawConfig:
     first_order: bool = False  # drop second-order terms of the meta-gradient
     vmap: bool = True  # tasks of a meta-batch through torch.func.vmap; False = Python loop (same numbers)
     grad_clip: float = 0.0  # clip the meta-gradient norm per network; 0 = off
+    bootstrap: bool = True  # value targets R_t + gamma^(T-t) V_target(s_T) at time-limit truncations (reference); False = plain MC returns
+    target_tau: float = 0.005  # Polyak rate of the slowly updated target value network used for bootstrapping
 
 
 class Macaw(MetaAlgorithm):
@@ -82,6 +84,8 @@ class Macaw(MetaAlgorithm):
         self.policy = GaussianPolicy(
             obs_dim, act_dim, sigma=c.policy_sigma, adv_width=c.adv_width, advantage_head=c.advantage_head, **net
         ).to(self.device)
+        # The slowly updated copy of the meta value that bootstraps targets at truncations.
+        self.value_target = copy.deepcopy(self.value).requires_grad_(False)
         self.value_lrs = make_inner_lrs(self.value, c.inner_lr_init, self.device)
         self.policy_lrs = make_inner_lrs(self.policy, c.inner_lr_init, self.device)
         self.adv_coef = nn.Parameter(torch.tensor(raw_lr(c.adv_coef_init), device=self.device))
@@ -102,7 +106,10 @@ class Macaw(MetaAlgorithm):
         from omrl_data.sampler import TaskBatchSampler
 
         n_train = len(dataset.tasks.indices("train"))
-        return TaskBatchSampler(dataset, tasks="train", meta_batch=min(self.config.meta_batch, n_train), batch_size=self.config.support_size, seed=seed, device=device)
+        return TaskBatchSampler(
+            dataset, tasks="train", meta_batch=min(self.config.meta_batch, n_train), batch_size=self.config.support_size,
+            seed=seed, device=device, bootstrap=self.config.bootstrap,
+        )
 
     # ------------------------------------------------------------------------- pure pieces
     def meta_params(self) -> dict[str, Any]:
@@ -115,12 +122,31 @@ class Macaw(MetaAlgorithm):
             "adv_coef": self.adv_coef,
         }
 
+    def _targets(self, task: dict) -> torch.Tensor:
+        """Value targets ``[B]``: ``R_t + gamma^(T-t) V_target(s_T)`` where the batch has the
+        bootstrap fields and ``bootstrap`` is on, else ``R_t``. A constant (no gradient).
+
+        Without it, returns inside time-limited episodes shrink towards the end of the episode
+        for reasons the state cannot show, and AWR would weight transitions by their time step.
+        """
+        if "targets" in task:
+            return task["targets"]
+        targets = task["mc_returns"]
+        if self.config.bootstrap and "bootstrap_observations" in task:
+            target_params = {k: v.detach() for k, v in self.value_target.named_parameters()}
+            v_end = call(self.value, target_params, task["bootstrap_observations"])
+            targets = targets + task["mc_bootstrap_discount"] * v_end
+        return targets.detach()
+
+    def _with_targets(self, task: dict) -> dict:
+        return {**task, "targets": self._targets(task)}
+
     def _value_loss(self, value_params: dict, task: dict) -> dict[str, torch.Tensor]:
-        return losses.value_loss(call(self.value, value_params, task["observations"]), task["mc_returns"])
+        return losses.value_loss(call(self.value, value_params, task["observations"]), self._targets(task))
 
     def _advantages(self, value_params: dict, task: dict) -> torch.Tensor:
         """``R - V_phi(s)``, a constant for the policy losses (phi is trained only by L_V)."""
-        return (task["mc_returns"] - call(self.value, value_params, task["observations"])).detach()
+        return (self._targets(task) - call(self.value, value_params, task["observations"])).detach()
 
     def _policy_inner_loss(self, policy_params: dict, value_params: dict, adv_coef: torch.Tensor, task: dict) -> dict[str, torch.Tensor]:
         c = self.config
@@ -134,6 +160,7 @@ class Macaw(MetaAlgorithm):
     def _adapt_params(self, meta: dict, support: dict, first_order: bool) -> tuple[dict, dict, dict]:
         """Inner loop on one task: returns adapted (value, policy) params and inner loss terms."""
         value, policy = meta["value"], meta["policy"]
+        support = self._with_targets(support)
         value_lrs = lrs_for(value, meta["value_lrs"])
         policy_lrs = lrs_for(policy, meta["policy_lrs"])
         adv_coef = F.softplus(meta["adv_coef"])
@@ -151,7 +178,7 @@ class Macaw(MetaAlgorithm):
         """Outer losses of one task (``task = {"support": {...}, "query": {...}}``, ``[B, ...]``)."""
         c = self.config
         value, policy, terms = self._adapt_params(meta, task["support"], c.first_order)
-        query = task["query"]
+        query = self._with_targets(task["query"])
         outer_value = self._value_loss(value, query)
         mean = call(self.policy, policy, query["observations"])
         outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
@@ -188,6 +215,9 @@ class Macaw(MetaAlgorithm):
             nn.utils.clip_grad_norm_(self.value.parameters(), c.grad_clip)
             nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
         self.optimizer.step()
+        with torch.no_grad():
+            for target, p in zip(self.value_target.parameters(), self.value.parameters()):
+                target.lerp_(p, c.target_tau)
         for key in ("awr_weight_max", "inner_value_mse", "inner_awr", "inner_adv_mse"):
             if key in out:
                 metrics[f"train/{key}"] = float(out[key].mean())

@@ -60,9 +60,20 @@ class _MethodShim(nn.Module):
         return getattr(self.m, self.method)(*args)
 
 
+OPTIONAL_TASK_FIELDS = ("mc_bootstrap_discount", "bootstrap_observations")
+
+
 def task_tensors(batch: TaskBatch) -> dict[str, torch.Tensor]:
-    """The per-task fields of a batch as a dict ``{name: [T, B, ...]}`` (a vmap-able pytree)."""
-    return {name: getattr(batch, name) for name in TASK_FIELDS}
+    """The per-task fields of a batch as a dict ``{name: [T, B, ...]}`` (a vmap-able pytree).
+
+    The bootstrap fields are included when the sampler provides them (``bootstrap=True``).
+    """
+    out = {name: getattr(batch, name) for name in TASK_FIELDS}
+    for name in OPTIONAL_TASK_FIELDS:
+        value = getattr(batch, name, None)
+        if value is not None:
+            out[name] = value
+    return out
 
 
 # --------------------------------------------------------------------------- learned inner lrs

@@ -22,6 +22,10 @@ class TaskBatch:
     mask: ``[T, B]`` bool, True for real rows (all True except padded context episodes)
     row_task_index: ``[T, B]`` int64 or None; the task each row came from, where it is not
         ``task_index`` (negatives: row ``[i, b]`` is from another task than anchor ``i``)
+    mc_bootstrap_discount: ``[T, B]`` float32 or None (samplers built with ``bootstrap=True``):
+        gamma^(T-t) where the row's episode was truncated at T, else 0
+    bootstrap_observations: ``[T, B, obs_dim]`` float32 or None (``bootstrap=True``): s_T, the
+        final next observation of the row's episode; target ``mc_returns + discount * V(s_T)``
     """
 
     observations: torch.Tensor
@@ -35,6 +39,8 @@ class TaskBatch:
     task_features: torch.Tensor
     mask: torch.Tensor
     row_task_index: torch.Tensor | None = None
+    mc_bootstrap_discount: torch.Tensor | None = None
+    bootstrap_observations: torch.Tensor | None = None
 
     @property
     def num_tasks(self) -> int:

@@ -66,6 +66,7 @@ class TaskBatchSampler:
         seed: int = 0,
         device: str | torch.device = "cpu",
         packed: bool | None = None,
+        bootstrap: bool = False,
     ):
         self.dataset = dataset
         self.device = torch.device(device)
@@ -99,6 +100,17 @@ class TaskBatchSampler:
         self._episodes: _Episodes | None = None  # built on first use by sample_context
         self._windows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # length C -> window tables
         self._scratch: torch.Tensor | None = None  # [R] int32, built on first draw without replacement
+        # bootstrap=True: batches also carry mc_bootstrap_discount and bootstrap_observations (s_T
+        # of each row's episode), for targets R_t + gamma^(T-t) V(s_T) at time-limit truncations.
+        self.bootstrap = bool(bootstrap)
+        if self.bootstrap:
+            eps = self._episode_table()
+            end = (eps.start + eps.length - 1).repeat_interleave(eps.length)  # [R] last row of each row's episode
+            self._end_row = end.to(self.device)
+            disc = dataset.fields.get("mc_bootstrap_discount")
+            rows = int(self._offsets[-1])
+            disc = np.zeros(rows, np.float32) if disc is None else np.asarray(disc, dtype=np.float32)
+            self._bootstrap_discount = torch.from_numpy(np.ascontiguousarray(disc)).to(self.device)
 
     # ---------------------------------------------------------------------------------- set-up
     def _resolve_pool(self, tasks: str | Sequence[int], n_tasks: int) -> list[int]:
@@ -232,6 +244,13 @@ class TaskBatchSampler:
             self._scratch = torch.empty(int(self._offsets[-1]), dtype=torch.int32)
         return self._scratch
 
+    def _read_one(self, name: str, flat: torch.Tensor) -> torch.Tensor:
+        """``[N, ...]`` values of one field at global rows ``flat`` (on the device)."""
+        if not self.packed:
+            return self._fields[name].index_select(0, flat)
+        lo, hi, _ = self._columns[name]
+        return self._packed.index_select(0, flat)[:, lo:hi]
+
     def _gather(
         self,
         task_ids: torch.Tensor,
@@ -243,6 +262,9 @@ class TaskBatchSampler:
         t, b = rows.shape
         flat = rows.reshape(-1).to(self.device)
         out = self._read(flat, t, b)
+        if self.bootstrap:
+            out["mc_bootstrap_discount"] = self._bootstrap_discount.index_select(0, flat).view(t, b)
+            out["bootstrap_observations"] = self._read_one("next_observations", self._end_row.index_select(0, flat)).view(t, b, -1)
         if mask is None:
             mask_d = torch.ones((t, b), dtype=torch.bool, device=self.device)
         else:

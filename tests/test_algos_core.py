@@ -9,7 +9,7 @@ import torch
 from omrl_algos import losses
 from omrl_algos.config import RunConfig, apply_overrides, default_config
 from omrl_algos.macaw import Macaw, MacawConfig
-from omrl_algos.meta import effective_lrs, inner_step, lrs_for, make_inner_lrs, map_tasks, params_of, raw_lr, sgd_step
+from omrl_algos.meta import task_tensors, effective_lrs, inner_step, lrs_for, make_inner_lrs, map_tasks, params_of, raw_lr, sgd_step
 from omrl_algos.networks import GaussianPolicy, ValueNetwork, WeightTransformLinear, gaussian_log_prob
 from omrl_data.batch import TaskBatch
 from omrl_data.errors import BadInput
@@ -30,6 +30,8 @@ def make_batch(t: int, b: int, obs_dim: int, act_dim: int, seed: int) -> TaskBat
         task_index=torch.arange(t),
         task_features=torch.zeros(t, 1),
         mask=torch.ones(t, b, dtype=torch.bool),
+        mc_bootstrap_discount=torch.rand(t, b, generator=g),
+        bootstrap_observations=torch.randn(t, b, obs_dim, generator=g),
     )
 
 
@@ -138,6 +140,32 @@ def test_inner_lrs_and_adv_coef_get_meta_gradients():
     assert any(k.startswith("value_lrs.") and float(g.abs()) > 0 for k, g in grads.items())
     assert any(k.startswith("policy_lrs.") and float(g.abs()) > 0 for k, g in grads.items())
     assert float(grads["adv_coef"].abs()) > 0  # c acts only through the inner policy step
+
+
+def test_value_targets_bootstrap_at_truncation():
+    torch.manual_seed(0)
+    algo = Macaw(MacawConfig(**SMALL), obs_dim=3, act_dim=2)
+    task = {k: v[0] for k, v in task_tensors(make_batch(1, 16, 3, 2, 3)).items()}
+    v_end = algo.value_target(task["bootstrap_observations"]).detach()
+    expected = task["mc_returns"] + task["mc_bootstrap_discount"] * v_end
+    torch.testing.assert_close(algo._targets(task), expected)
+    assert not torch.allclose(expected, task["mc_returns"])
+    algo.config.bootstrap = False
+    torch.testing.assert_close(algo._targets(task), task["mc_returns"])
+
+
+def test_target_value_follows_the_value_slowly():
+    torch.manual_seed(0)
+    algo = Macaw(MacawConfig(**SMALL, contiguous_support=False, target_tau=0.5), obs_dim=3, act_dim=2)
+    before = [p.clone() for p in algo.value_target.parameters()]
+
+    class Sampler:
+        def sample_support_query(self, s, q, contiguous=False):
+            return make_batch(3, s, 3, 2, 1), make_batch(3, q, 3, 2, 2)
+
+    algo.train_step(Sampler())
+    for b, t, p in zip(before, algo.value_target.parameters(), algo.value.parameters()):
+        torch.testing.assert_close(t, 0.5 * b + 0.5 * p)
 
 
 # --------------------------------------------------------------------------- meta-gradients

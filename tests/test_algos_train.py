@@ -120,3 +120,25 @@ def test_cli_train_then_wrong_action_dims_for_the_checkpoint(tmp_path, omrl_home
     _fails(runner.invoke(eval_app, [str(out), "--set", f"dataset={other}"]), "act dims")
     again = runner.invoke(eval_app, [str(out), "--episodes", "1"])
     assert again.exit_code == 0, again.output
+
+
+def test_sampler_bootstrap_fields_point_at_the_episode_end(synthetic_dataset, omrl_home):
+    import numpy as np
+
+    from omrl_data.dataset import load
+    from omrl_data.sampler import TaskBatchSampler
+
+    ds = load(synthetic_dataset, root=omrl_home)
+    for packed in (True, False):
+        sampler = TaskBatchSampler(ds, tasks="all", batch_size=50, seed=1, bootstrap=True, packed=packed)
+        batch = sampler.sample()
+        obs, nxt = ds.fields["observations"], ds.fields["next_observations"]
+        ep, disc = ds.fields["episode_index"], ds.fields["mc_bootstrap_discount"]
+        for t in range(batch.num_tasks):
+            lo, hi = ds.offsets[batch.task_index[t]], ds.offsets[batch.task_index[t] + 1]
+            for j in range(batch.batch_size):
+                row = lo + int(np.flatnonzero((obs[lo:hi] == batch.observations[t, j].numpy()).all(1))[0])
+                end = lo + int(np.flatnonzero(ep[lo:hi] == ep[row])[-1])
+                np.testing.assert_array_equal(batch.bootstrap_observations[t, j].numpy(), nxt[end])
+                assert float(batch.mc_bootstrap_discount[t, j]) == float(disc[row])
+    assert TaskBatchSampler(ds, tasks="all", batch_size=5).sample().bootstrap_observations is None

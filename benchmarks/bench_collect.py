@@ -11,6 +11,7 @@ Prints:
     .venv/bin/python benchmarks/bench_collect.py --family cheetah_vel --tasks 8 --steps 2000
     .venv/bin/python benchmarks/bench_collect.py --part speed --family ant_dir
     .venv/bin/python benchmarks/bench_collect.py --part shard --family ant_dir --tasks 25 --steps 600 --learning-starts 100
+    .venv/bin/python benchmarks/bench_collect.py --part tiers --family point_robot_sparse --tasks 10 --steps 10000
 """
 from __future__ import annotations
 
@@ -129,10 +130,36 @@ def bench_shard(args) -> None:
     print(f"per wall second: {wall_rate:.1f} vector steps = {n * wall_rate:.0f} transitions")
 
 
+def bench_tiers(args) -> None:
+    """What a budget buys: a shared collection with default SAC, returns by third of collect_step."""
+    from omrl_data.collection.recorder import episode_returns
+    from omrl_data.store import zarr_io
+
+    n, steps = args.tasks, args.steps
+    cfg = CollectConfig(family=args.family, tasks=n, mode="shared", steps_per_task=steps, seed=args.seed)
+    shard = list(enumerate(get_family(args.family).sample_tasks(n, seed=args.seed).params))
+    returns, lengths = [[], [], []], [[], [], []]
+    with tempfile.TemporaryDirectory() as d:
+        wall, cpu = time.perf_counter(), time.process_time()
+        collect_shard(cfg, shard, Path(d))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        for i in range(n):
+            a = zarr_io.read_task_group(d, i)
+            r, starts = episode_returns(a["rewards"], a["episode_index"])
+            length = np.diff(np.r_[starts, len(a["rewards"])])
+            third = np.minimum(3 * a["collect_step"][starts] // steps, 2)
+            for k in range(3):
+                returns[k].append(r[third == k].mean())
+                lengths[k].append(length[third == k].mean())
+    print(f"== {args.family} shared, {n} tasks x {steps} steps, default SAC: wall {wall:.0f} s, CPU {cpu:.0f} s")
+    print("mean episode return by third of collect_step (poor / medium / expert tier):", [round(float(np.mean(x)), 2) for x in returns])
+    print("mean episode length by third:", [round(float(np.mean(x)), 1) for x in lengths])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=["all", "learners", "speed", "shard"], default="all",
-                   help="shard: cost of a shared learner's vector step (not part of all)")
+    p.add_argument("--part", choices=["all", "learners", "speed", "shard", "tiers"], default="all",
+                   help="shard: cost of a shared learner's vector step; tiers: returns by third of a shared collection (neither part of all)")
     p.add_argument("--family", default="cheetah_vel")
     p.add_argument("--tasks", type=int, default=8)
     p.add_argument("--steps", type=int, default=2000, help="env steps per task of the learner comparison")
@@ -151,6 +178,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.part == "shard":
         bench_shard(args)
+    if args.part == "tiers":
+        bench_tiers(args)
     if args.part in ("all", "speed"):
         bench_speed(args)
     if args.part in ("all", "learners"):

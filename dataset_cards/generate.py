@@ -22,13 +22,13 @@ from pathlib import Path
 # Env steps per task of each card's collection (the recipe's defaults are in
 # omrl_data.collection.learners.DEFAULT_STEPS_PER_TASK).
 BUDGET = {
-    "point_robot_sparse": None,  # None: the recipe's full default
+    "point_robot_sparse": 3_000,  # None would be the recipe's full default
     "bandit": None,
-    "cheetah_dir": 5_000,
-    "cheetah_vel": 2_000,
-    "ant_dir": 2_000,
-    "walker_params": 2_000,
-    "hopper_params": 2_000,
+    "cheetah_dir": 3_000,
+    "cheetah_vel": 1_500,
+    "ant_dir": 1_500,
+    "walker_params": 1_500,
+    "hopper_params": 1_500,
 }
 
 

@@ -99,8 +99,9 @@ def validate(config: CollectConfig):
     _check_int(config.seed, "--seed", 0, "a non-negative integer")
     _check_int(config.checkpoint_every, "--checkpoint-every", 0, "0 (never) or a positive number of env steps")
     _check_int(config.checkpoint_rollouts, "--checkpoint-rollouts", 0, "0 or a positive number of episodes")
-    if (config.checkpoint_every > 0) != (config.checkpoint_rollouts > 0):
-        raise BadInput("checkpoint rollouts need both --checkpoint-every C > 0 and --checkpoint-rollouts R > 0")
+    if config.checkpoint_rollouts > 0 and config.checkpoint_every == 0:
+        # (--checkpoint-every without rollouts is fine: the policies are saved for later rollouts)
+        raise BadInput("--checkpoint-rollouts R needs --checkpoint-every C > 0 (the checkpoints to roll out)")
     if config.checkpoint_every > 0 and config.mode == "random":
         raise BadInput("random mode has no policy to checkpoint; use --mode shared or per-task with --checkpoint-every")
     if not isinstance(config.gamma, (int, float)) or isinstance(config.gamma, bool) or not 0.0 < config.gamma <= 1.0:

@@ -92,13 +92,14 @@ class MetaAlgorithm(nn.Module):
     # ------------------------------------------------------------------ online fine-tuning losses
     def online_value_loss(self, agent: Agent, value_params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Value loss of online fine-tuning on flat rows ``{field: [N, ...]}`` (MC regression)."""
-        return losses.value_loss(call(agent.value, value_params, batch["observations"]), batch["mc_returns"])["loss"]
+        scale = getattr(self.config, "reward_scale", 1.0)
+        return losses.value_loss(call(agent.value, value_params, batch["observations"]), batch["mc_returns"] * scale)["loss"]
 
     def online_policy_loss(self, agent: Agent, policy_params: Params, value_params: Params | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Policy loss of online fine-tuning: AWR with the current value (reference procedure)."""
         mean = call(agent.policy, policy_params, batch["observations"])
         with torch.no_grad():
-            adv = batch["mc_returns"] - call(agent.value, value_params, batch["observations"])
+            adv = batch["mc_returns"] * getattr(self.config, "reward_scale", 1.0) - call(agent.value, value_params, batch["observations"])
         t = getattr(self.config, "temperature", 1.0)
         m = getattr(self.config, "max_weight", 20.0)
         return losses.awr_loss(mean, agent.policy.sigma, batch["actions"], adv, t, m)["loss"]

@@ -70,6 +70,7 @@ class MacawConfig:
     grad_clip: float = 0.0  # clip the meta-gradient norm per network; 0 = off
     bootstrap: bool = True  # value targets R_t + gamma^(T-t) V_target(s_T) at time-limit truncations (reference); False = plain MC returns
     target_tau: float = 0.005  # Polyak rate of the slowly updated target value network used for bootstrapping
+    reward_scale: float = 1.0  # returns are multiplied by this for the value (AWR weights do not depend on it)
 
 
 class Macaw(MetaAlgorithm):
@@ -131,7 +132,7 @@ class Macaw(MetaAlgorithm):
         """
         if "targets" in task:
             return task["targets"]
-        targets = task["mc_returns"]
+        targets = task["mc_returns"] * self.config.reward_scale
         if self.config.bootstrap and "bootstrap_observations" in task:
             target_params = {k: v.detach() for k, v in self.value_target.named_parameters()}
             v_end = call(self.value, target_params, task["bootstrap_observations"])

@@ -359,8 +359,10 @@ def _run_local(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Cal
                     try:
                         msg = msg_q.get(timeout=1.0)  # a last message may still be in the pipe
                     except queue.Empty:
-                        codes = ", ".join(f"{p.name}: {p.exitcode}" for p in procs)
-                        raise RuntimeError(f"collection workers exited with units left ({codes})") from None
+                        codes = ", ".join(f"{p.name} exit code {p.exitcode}" for p in procs if p.exitcode)
+                        # Killed from outside (e.g. out of memory: -9): the user can act on it.
+                        raise OmrlError(f"a collection worker died with units left ({codes}); "
+                                        "if memory ran out, resume with fewer --workers") from None
                 else:
                     continue
             if msg[0] == "progress":

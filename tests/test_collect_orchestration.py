@@ -152,7 +152,7 @@ def test_kill_9_at_random_moments_then_resume(omrl_home, tmp_path):
     """kill -9 of the driver at random moments (fixed seed): workers die with it, the staging
     stays resumable, and the resumed dataset verifies, equals an uninterrupted collection row for
     row, and keeps the groups finished before each kill byte for byte."""
-    n_tasks, steps = 5, 6000
+    n_tasks, steps = 4, 6000
     args = [FAMILY, "--tasks", str(n_tasks), "--mode", "random", "--steps-per-task", str(steps), "--workers", "2", "--yes"]
     staging = _staging(omrl_home, "random-v1") / "dataset"
     rng = np.random.default_rng(7)

@@ -442,21 +442,25 @@ def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Calla
         progress_q = Queue(actor_options={"num_cpus": 0})
         remote = ray.remote(num_cpus=1, max_retries=0)(_ray_unit)
         waiting = list(todo)
-        threads = 1 if cfg.ray_address else _threads_per_worker(cfg.workers)
+        threads = _threads_per_worker(cfg.workers)
         while waiting or running:
             while waiting and len(running) < cfg.workers:
                 k = waiting.pop(0)
                 running[remote.remote(cfg.to_dict(), _shard(plan, k), str(out_dir), progress_q, threads)] = k
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
-            for task, steps in progress_q.get_nowait_batch(progress_q.qsize()) if progress_q.qsize() else []:
+            pending = progress_q.qsize()
+            for task, steps in progress_q.get_nowait_batch(pending) if pending else []:
                 report(task, steps)
             for ref in ready:
                 k = running.pop(ref)
                 try:
                     stats = ray.get(ref)
-                except ray.exceptions.RayTaskError as e:
+                except ray.exceptions.RayTaskError as e:  # collect_shard raised
                     cause = e.cause if getattr(e, "cause", None) is not None else e
                     _raise_worker_error(plan, k, type(cause).__name__, str(cause).splitlines()[0] if str(cause) else "", str(e))
+                except ray.exceptions.RayError as e:  # the worker or its node died
+                    raise OmrlError(f"the Ray task of {unit_label(plan.units[k])} died ({type(e).__name__}); "
+                                    "resume to redo its tasks") from None
                 yield k, {int(t): s for t, s in (stats or {}).items()}
     finally:
         for ref in running:  # interrupted or failed: stop what still runs

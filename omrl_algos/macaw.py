@@ -12,6 +12,10 @@ The outer update is Adam on the mean over tasks, differentiated through the inne
 advantage coefficient c are learned, stored as log values and applied through softplus.
 Steps 1-2 repeat ``inner_steps`` times (interleaved, as in Alg. 2); meta-test runs the same
 adaptation on the test task's adaptation batch.
+
+Value targets are the Monte Carlo returns, bootstrapped where the episode was cut by the time
+limit: ``R_t + gamma^(T-t) V_target(s_T)`` with a slowly updated (Polyak) copy of the meta value,
+as the reference did (``bootstrap``; the sampler provides ``s_T`` and ``gamma^(T-t)``).
 """
 from __future__ import annotations
 

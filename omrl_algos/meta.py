@@ -13,6 +13,7 @@ section 8: on this CPU vmap wins for small networks and many tasks, and ties at 
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Callable
 
 import torch
@@ -45,9 +46,16 @@ def call(module: nn.Module, params: Params, *args: Any, method: str | None = Non
     return _call_method(module, params, method, args)
 
 
+_SHIMS: "weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]]" = weakref.WeakKeyDictionary()
+
+
 def _call_method(module: nn.Module, params: Params, method: str, args: tuple) -> Any:
-    # functional_call only runs forward; route a named method through a tiny forward shim.
-    return functional_call(_MethodShim(module, method), {f"m.{k}": v for k, v in params.items()}, args)
+    # functional_call only runs forward; route a named method through a tiny forward shim
+    # (one per module and method, built once).
+    shim = _SHIMS.setdefault(module, {}).get(method)
+    if shim is None:
+        shim = _SHIMS[module][method] = _MethodShim(module, method)
+    return functional_call(shim, {f"m.{k}": v for k, v in params.items()}, args)
 
 
 class _MethodShim(nn.Module):

@@ -49,10 +49,9 @@ def _state(run) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
 
 
-@pytest.mark.parametrize("vmap", [True, False])
-def test_resume_equals_an_uninterrupted_run(tmp_path, vmap):
+def test_resume_equals_an_uninterrupted_run(tmp_path):
     ds = write_bandit_dataset(n_rows=300)
-    common = ["train.eval_every=3", "train.log_every=1", "eval.episodes=1", "algo.support_size=16", "algo.query_size=16", f"algo.vmap={vmap}"]
+    common = ["train.eval_every=3", "train.log_every=1", "eval.episodes=1", "algo.support_size=16", "algo.query_size=16"]
     full = train(run_config(ds, tmp_path / "full", "train.steps=8", *common), progress=False)
     train(run_config(ds, tmp_path / "part", "train.steps=5", *common), progress=False)
     resumed_cfg = resolve_config("macaw", ["train.steps=8"], resume_dir=tmp_path / "part")

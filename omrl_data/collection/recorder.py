@@ -20,8 +20,8 @@ _GROW = 4096  # initial row capacity; doubles when full
 class TransitionRecorder(gym.Wrapper):
     """Records every step of the wrapped env into growing numpy buffers.
 
-    ``seed``: used for the first ``reset`` that is called without a seed, so each task's env
-    stream is reproducible whoever drives it. ``collect_step`` of a row is the number of steps
+    ``seed``: used for the first ``reset`` (instead of any seed the driver passes), so each
+    task's env stream is reproducible whoever drives it. ``collect_step`` of a row is the number of steps
     this recorder had recorded before it (the learner's env steps on this task), unless the
     driver sets ``collect_step_override`` (checkpoint rollouts: the checkpoint's step).
     """
@@ -58,7 +58,9 @@ class TransitionRecorder(gym.Wrapper):
         return self._n
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if seed is None and self._first_seed is not None:
+        if self._first_seed is not None:
+            # Our seed wins over a driver's (SB3 seeds vector envs by position in the vector), so a
+            # task's env stream depends on the task, not on the shard it was collected in.
             seed, self._first_seed = self._first_seed, None
         obs, info = self.env.reset(seed=seed, options=options)
         self._obs = np.asarray(obs, dtype=np.float32).reshape(-1)

@@ -254,3 +254,30 @@ def test_shared_mode_shards_over_two_workers_and_metadata(omrl_home):
     assert sorted(meta["learner_stats"]) == ["0", "1", "2"]
     assert [s["transitions"] for s in meta["task_stats"]] == [120 + 2 * horizon] * 3
     assert len(meta["tasks"]["tasks"]) == 3 and meta["format_version"] >= 1
+
+
+@pytest.mark.slow
+def test_kill_9_shared_sac_then_resume(omrl_home):
+    """Shared SAC over 2 shards, kill -9 once a task is complete, resume: exact counts, kept groups."""
+    n_tasks, steps = 4, 400
+    args = [FAMILY, "--tasks", str(n_tasks), "--steps-per-task", str(steps), "--workers", "2", "--yes"]
+    staging = _staging(omrl_home, "replay-v1") / "dataset"
+    proc = subprocess.Popen(_cli("collect", *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: any((p / "zarr.json").exists() for p in (staging / "data.zarr" / "tasks").glob("[0-9]*"))
+                  or proc.poll() is not None, 300, "a first complete task")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = [t for t in range(n_tasks) if (staging / "data.zarr" / "tasks" / f"{t:04d}" / "zarr.json").exists()]
+    kept = {t: _group_hashes(staging, t) for t in done}
+    assert 0 < len(done) < n_tasks
+    final = subprocess.run(_cli("collect", *args, "--resume"), capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    folder = catalog.resolve(f"omrl/{FAMILY}/replay-v1")
+    assert manifest.verify(folder) == []
+    assert zarr_io.task_row_counts(folder, n_tasks) == [steps] * n_tasks
+    for t, hashes in kept.items():
+        assert _group_hashes(folder, t) == hashes

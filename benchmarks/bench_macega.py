@@ -10,6 +10,8 @@ ratio to MACAW (second order).
 
 Sizes:
 - ``paper``: width 100, depth 3, weight-transform layers, 5 tasks x 256 support / 256 query.
+- ``small``: the comparison's size (benchmarks/compare_algorithms.py): width 64, latent 32,
+  4 tasks x 128 / 128.
 - ``many-tasks``: width 32, depth 2, plain layers, 20 tasks x 64 / 64.
 
 Run: ``.venv/bin/python benchmarks/bench_macega.py`` (``--help`` for options).
@@ -34,6 +36,7 @@ from omrl_algos.macega import Macega, MacegaConfig  # noqa: E402
 
 SIZES = {
     "paper": dict(width=100, depth=3, weight_transform=True, meta_batch=5, support_size=256, query_size=256),
+    "small": dict(width=64, depth=3, weight_transform=True, latent_dim=32, meta_batch=4, support_size=128, query_size=128),
     "many-tasks": dict(width=32, depth=2, weight_transform=False, meta_batch=20, support_size=64, query_size=64),
 }
 

@@ -107,21 +107,30 @@ class Macega(Macaw):
         The two terms touch disjoint meta-parameters, so one gradient of the sum gives both.
         """
         c = self.config
-        support, query = task["support"], task["query"]
+        # Value targets once per batch (MC returns, bootstrapped at truncations as MACAW's).
+        support, query = self._with_targets(task["support"]), self._with_targets(task["query"])
         value, policy, terms = self._adapt_params(meta, support, first_order=True)
         if not c.no_evolving_gradient:
             adv_coef = F.softplus(meta["adv_coef"])
             value_prime = value
             value, v_w, _ = evolve(value, lambda p: self._value_loss(p, support)["loss"], task["noise"]["value"], c.tau, c.evolving_paths)
-            policy, p_w, _ = evolve(
-                policy, lambda p: self._policy_inner_loss(p, value_prime, adv_coef, support)["loss"], task["noise"]["policy"], c.tau, c.evolving_paths
-            )
+            advantages = self._advantages(value_prime, support)  # once for all copies (a constant for the policy)
+            policy, p_w, _ = evolve(policy, lambda p: self._copy_policy_loss(p, advantages, adv_coef, support), task["noise"]["policy"], c.tau, c.evolving_paths)
             terms = {**terms, "evolving_weight_max/value": v_w.max().detach(), "evolving_weight_max/policy": p_w.max().detach()}
         outer_value = self._value_loss(value, query)
         mean = call(self.policy, policy, query["observations"])
         outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
         aux = {"value_loss": outer_value["loss"].detach(), "policy_loss": outer_policy["loss"].detach(), "awr_weight_max": outer_policy["awr_weight_max"], **terms}
         return outer_value["loss"] + outer_policy["loss"], aux
+
+    def _copy_policy_loss(self, policy_params: dict, advantages: torch.Tensor, adv_coef: torch.Tensor, support: dict) -> torch.Tensor:
+        """The inner policy loss L_P (as MACAW's ``_policy_inner_loss``) with given advantages."""
+        c = self.config
+        if not c.advantage_head:
+            mean = call(self.policy, policy_params, support["observations"])
+            return losses.awr_loss(mean, c.policy_sigma, support["actions"], advantages, c.temperature, c.max_weight)["loss"]
+        mean, predicted = call(self.policy, policy_params, support["observations"], support["actions"], method="mean_and_advantage")
+        return losses.enriched_policy_loss(mean, predicted, c.policy_sigma, support["actions"], advantages, adv_coef, c.temperature, c.max_weight)["loss"]
 
     def task_gradients(self, meta: dict, task: dict) -> tuple[dict, dict[str, torch.Tensor]]:
         """Meta-gradients of one task (a pytree like ``meta``) and its logged terms."""
@@ -174,6 +183,9 @@ class Macega(Macaw):
             nn.utils.clip_grad_norm_(self.value.parameters(), c.grad_clip)
             nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
         self.optimizer.step()
+        with torch.no_grad():  # MACAW's slowly updated target value (bootstrapped targets)
+            for target, p in zip(self.value_target.parameters(), self.value.parameters()):
+                target.lerp_(p, c.target_tau)
         for key, value in out.items():
             if key not in ("value_loss", "policy_loss"):
                 metrics[f"train/{key}"] = float(value.mean())

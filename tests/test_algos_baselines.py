@@ -104,7 +104,8 @@ def test_metabc_has_no_critic_and_learns_on_the_bandit(bandit):
 
 
 # ------------------------------------------------------------- the shared loop, CLI, resume
-@pytest.mark.parametrize("name", ["macega", "mtft", "metabc"])
+# MACEGA (the one with extra state: its noise generator) in the default run, the others under -m slow.
+@pytest.mark.parametrize("name", ["macega", pytest.param("mtft", marks=pytest.mark.slow), pytest.param("metabc", marks=pytest.mark.slow)])
 def test_train_resume_and_eval_through_the_cli(tmp_path, name):
     """``omrl-train NAME`` trains, resumes to the same state as an uninterrupted run, ``omrl-eval`` re-evaluates."""
     from typer.testing import CliRunner
@@ -114,7 +115,7 @@ def test_train_resume_and_eval_through_the_cli(tmp_path, name):
 
     ds = write_bandit_dataset(n_rows=300)
     batch = ["--set", "algo.batch_size=16"] if name == "mtft" else ["--set", "algo.support_size=16", "--set", "algo.query_size=16"]
-    common = ["--dataset", ds, "--eval-every", "3", "--eval-episodes", "1", "--quiet", "--set", "algo.width=16", "--set", "algo.depth=1",
+    common = ["--dataset", ds, "--eval-every", "0", "--eval-episodes", "1", "--quiet", "--set", "algo.width=16", "--set", "algo.depth=1",
               "--set", "algo.weight_transform=false", "--set", "train.threads=1", "--set", "train.log_every=1", *batch]
     runner = CliRunner()
     full = runner.invoke(app, [name, "--steps", "6", "--out", str(tmp_path / "full"), *common])

@@ -12,7 +12,7 @@ from omrl_algos.config import EvalConfig
 from omrl_algos.evaluation import Evaluator
 from omrl_algos.evolving import draw_noise, evolve
 from omrl_algos.macega import Macega, MacegaConfig
-from omrl_algos.meta import call
+from omrl_algos.meta import call, task_tensors
 from omrl_algos.registry import get_algorithm
 from omrl_data.errors import BadInput
 from tests.tiny_bandit import bandit_dataset
@@ -128,7 +128,7 @@ def reference_task_gradients(algo: Macega, support: dict, query: dict, noise: di
     value_star = combine(value1, lambda p: algo._value_loss(p, support)["loss"], noise["value"])
     policy_star = combine(policy1, lambda p: algo._policy_inner_loss(p, value1, adv_coef, support)["loss"], noise["policy"])
     outer = algo._value_loss(value_star, query)["loss"]
-    adv = (query["mc_returns"] - call(algo.value, value_star, query["observations"])).detach()
+    adv = algo._advantages(value_star, query)
     from omrl_algos import losses
 
     outer = outer + losses.awr_loss(call(algo.policy, policy_star, query["observations"]), c.policy_sigma, query["actions"], adv, c.temperature, c.max_weight)["loss"]
@@ -146,8 +146,8 @@ def test_meta_gradient_is_first_order_and_takes_the_documented_paths(bandit):
     grads, _ = algo.per_task_gradients(support, query)
     ours = tree_flatten(grads)[0]
     for t in range(support.num_tasks):
-        task_s = {k: getattr(support, k)[t] for k in ("observations", "actions", "mc_returns")}
-        task_q = {k: getattr(query, k)[t] for k in ("observations", "actions", "mc_returns")}
+        task_s = {k: v[t] for k, v in task_tensors(support).items()}
+        task_q = {k: v[t] for k, v in task_tensors(query).items()}
         task_noise = {part: {k: v[t] for k, v in d.items()} for part, d in noise.items()}
         first = reference_task_gradients(algo, task_s, task_q, task_noise, create_graph=False)
         second = reference_task_gradients(algo, task_s, task_q, task_noise, create_graph=True)
@@ -208,6 +208,10 @@ def test_ablations_and_bad_settings(bandit):
         algo = make(**flags)
         metrics = algo.train_step(algo.make_sampler(bandit, seed=0, device="cpu"))
         assert torch.isfinite(torch.tensor(metrics["train/policy_loss"]))
+    algo = make()
+    before = [p.detach().clone() for p in algo.value_target.parameters()]
+    algo.train_step(algo.make_sampler(bandit, seed=0, device="cpu"))
+    assert any(not torch.equal(a, b) for a, b in zip(before, algo.value_target.parameters())), "the target value must follow the value"
     no_ga = make(no_gradient_agreement=True).train_step(make().make_sampler(bandit, seed=0, device="cpu"))
     assert no_ga["train/agreement_weight_min"] == no_ga["train/agreement_weight_max"] == pytest.approx(1 / 3)
     with pytest.raises(BadInput, match="first_order"):

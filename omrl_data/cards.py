@@ -127,6 +127,7 @@ def plot_learning_progress(folder: str | Path, out: str | Path) -> Path:
     cmap = plt.get_cmap("viridis")
     n = max(len(tasks), 1)
     tier_edges = None
+    all_x, all_y = [], []  # every task's stream episodes, for the mean line
     for k, t in enumerate(tasks):
         ep = _episode_table(folder, int(t["index"]))
         if len(ep["returns"]) == 0:
@@ -137,6 +138,8 @@ def plot_learning_progress(folder: str | Path, out: str | Path) -> Path:
         x, y = ep["collect_step"][stream], ep["returns"][stream]
         order = np.argsort(x, kind="stable")
         x, y = x[order], y[order]
+        all_x.append(x)
+        all_y.append(y)
         if len(y):
             w = max(1, len(y) // (25 if n <= 10 else 12))  # smoother when many lines overlap
             smooth = np.convolve(y, np.ones(w) / w, mode="valid")
@@ -151,6 +154,13 @@ def plot_learning_progress(folder: str | Path, out: str | Path) -> Path:
             tiers = ep["tier"][stream][order]
             firsts = [x[tiers == ti].min() for ti in range(3) if (tiers == ti).any()]
             tier_edges = list(zip(firsts, [*firsts[1:], x.max()]))
+    if n > 1 and all_x and sum(len(x) for x in all_x):
+        # Mean over tasks in collect-step bins: the trend that many overlapping lines hide.
+        xs, ys = np.concatenate(all_x), np.concatenate(all_y)
+        edges = np.linspace(xs.min(), xs.max() + 1, min(30, len(np.unique(xs))) + 1)
+        which = np.clip(np.digitize(xs, edges) - 1, 0, len(edges) - 2)
+        filled = [b for b in range(len(edges) - 1) if np.any(which == b)]
+        ax.plot([xs[which == b].mean() for b in filled], [ys[which == b].mean() for b in filled], color="black", lw=2.2, label="mean over tasks")
     for (lo, hi), name, shade in zip(tier_edges or [], QUALITY_TIERS, (0.04, 0.08, 0.12)):
         ax.axvspan(lo, hi, color="black", alpha=shade, lw=0)
         ax.text((lo + hi) / 2, 1.01, name, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8, color="0.3")
@@ -161,6 +171,7 @@ def plot_learning_progress(folder: str | Path, out: str | Path) -> Path:
     if n <= 10:
         ax.legend(fontsize=7, ncol=2 if n > 5 else 1, loc="best")
     else:
+        ax.legend(fontsize=7, loc="best")
         sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, n - 1))
         fig.colorbar(sm, ax=ax, label="task index (solid train, dashed test)")
     fig.tight_layout()

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Save the policy every C env steps per task (0 = never)."),
         checkpoint_rollouts: int = typer.Option(0, "--checkpoint-rollouts", help="Stochastic episodes rolled out from each checkpoint."),
         gamma: float = typer.Option(0.99, "--gamma", help="Discount of the stored Monte Carlo returns."),
-        workers: int = typer.Option(1, "--workers", help="Parallel workers (tasks in per-task/random mode, task shards in shared mode)."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Parallel workers (tasks in per-task/random mode, task shards in shared mode); default: one per CPU core."),
         backend: str = typer.Option("local", "--backend", help="local processes | ray tasks."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Existing Ray cluster (default: start a local Ray runtime)."),
         device: str = typer.Option("cpu", "--device", help="Torch device of the SAC learners: cpu | cuda."),
@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
         and prints the new dataset id. Ctrl-C stops cleanly and prints the command that resumes.
         """
         from omrl_data.collection import CollectConfig, collect
+        from omrl_data.collection.plan import default_workers
 
         split_args = {}
         parsed = _test_tasks(test_tasks)
@@ -77,7 +78,7 @@ def register(app: typer.Typer) -> None:
         config = CollectConfig(
             family=family, tasks=tasks, seed=seed, grid=grid, split=split, split_args=split_args, name=name,
             steps_per_task=steps_per_task, mode=mode, checkpoint_every=checkpoint_every,
-            checkpoint_rollouts=checkpoint_rollouts, gamma=gamma, workers=workers, backend=backend,
+            checkpoint_rollouts=checkpoint_rollouts, gamma=gamma, workers=default_workers() if workers is None else workers, backend=backend,
             ray_address=ray_address, device=device,
         )
         ask = not yes and sys.stdin.isatty() and sys.stdout.isatty()

@@ -170,6 +170,14 @@ def sample_tasks(config: CollectConfig) -> TaskTable:
     )
 
 
+def default_workers() -> int:
+    """One worker per CPU core this process may use (the CLI's default for --workers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def make_units(mode: str, n_tasks: int, workers: int) -> list[list[int]]:
     """Task indices of each unit of work: one task per unit, or (shared) ``workers`` contiguous shards."""
     if mode == "shared":

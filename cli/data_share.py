@@ -218,7 +218,10 @@ def pull_cmd(
 
     bar, advance = _bytes_bar("downloading", None)
     with bar:
-        folder = pull(dataset, source, root=root, endpoint_url=endpoint_url, on_bytes=advance)
+        folder = pull(
+            dataset, source, root=root, endpoint_url=endpoint_url, on_bytes=advance,
+            on_total=lambda n: bar.update(bar.task_ids[0], total=n),
+        )
     console.print(f"[green]pulled[/] {dataset} -> {folder} (every checksum verified)")
 
 

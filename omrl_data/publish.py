@@ -287,11 +287,13 @@ def pull(
     root: str | Path | None = None,
     endpoint_url: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> Path:
     """Download ``dataset_id`` (``-vN`` optional = latest published) into the local catalog.
 
     Every file is checked against the manifest, and the manifest against the remote index,
-    before anything appears in the catalog. Returns the local folder. IntegrityError for a
+    before anything appears in the catalog (``on_total(bytes)`` once the manifest is read, then
+    ``on_bytes(n)`` per file, for progress bars). Returns the local folder. IntegrityError for a
     tampered or truncated remote; DatasetNotFound when the remote does not have it.
     """
     ref = catalog.parse_id(dataset_id)
@@ -327,6 +329,8 @@ def pull(
         (folder / MANIFEST_FILE).write_bytes(raw_manifest)
         man = manifest.read_manifest(folder)  # structure, format version, no path escapes
         checksum = manifest.manifest_checksum(manifest=man)
+        if on_total:
+            on_total(sum(e["size"] for e in man["files"].values()))
         if entry is not None and entry.get("manifest_checksum") != checksum:
             raise IntegrityError(f"the manifest of {ref.id} at {remote.url} does not match the remote index (tampered or replaced)")
         for f, e in sorted(man["files"].items()):

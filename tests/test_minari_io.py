@@ -101,6 +101,17 @@ def test_minari_sees_identical_values_task_metadata_and_env(omrl_home):
         assert env.spec.max_episode_steps == 20
 
 
+def test_cli_export_to_a_namespace_and_import_it(omrl_home):
+    pid = make_point_robot(omrl_home, n_tasks=2, rows=40)
+    r = run("export", pid, "--format", "minari", "--namespace", "shared/point")
+    assert r.exit_code == 0, r.output
+    assert sorted(k for k in minari.list_local_datasets() if k.startswith("shared/point/")) == ["shared/point/task0000-v0", "shared/point/task0001-v0"]
+    r = run("import-minari", "shared/point", "--name", "again")
+    assert r.exit_code == 0, r.output
+    a, b = omrl_data.load(pid), omrl_data.load("omrl/point_robot_sparse/again-v1")
+    assert a.tasks.to_dict() == b.tasks.to_dict() and np.array_equal(a.fields["mc_returns"], b.fields["mc_returns"])
+
+
 def test_export_refuses_existing_and_cleans_up_on_failure(omrl_home, monkeypatch):
     pid = make_point_robot(omrl_home, n_tasks=2, rows=40)
     export_minari(pid)

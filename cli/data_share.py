@@ -67,7 +67,7 @@ def slice_cmd(
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Parent task indices to keep, in this order, e.g. 0,2,5-9."),
     split: Optional[str] = typer.Option(None, "--split", help="Keep only the parent's train or test tasks."),
     quality: Optional[str] = typer.Option(None, "--quality", help="random | medium | expert: first / middle / last third of each task's stream."),
-    collect_range: Optional[str] = typer.Option(None, "--collect-range", help="A:B: fractions of each task's stream in collect-step order, e.g. 0.9:1."),
+    collect_range: Optional[str] = typer.Option(None, "--collect-range", help="A:B, fractions of each task's stream in collect-step order, e.g. 0.9:1 (the last tenth)."),
     source: Optional[str] = typer.Option(None, "--source", help="Keep only rows of this source: replay | checkpoint | random."),
     max_per_task: Optional[int] = typer.Option(None, "--max-per-task", help="At most K transitions per task (whole episodes spread over the stream)."),
     resplit: Optional[str] = typer.Option(None, "--resplit", help="New train/test split: random | interpolation | extrapolation | explicit."),
@@ -78,8 +78,10 @@ def slice_cmd(
     split_seed: Optional[int] = typer.Option(None, "--split-seed", help="random re-split: seed (default 0)."),
     root: Optional[Path] = RootOption,
 ) -> None:
-    """Write a derived dataset (tasks, split, quality tier, collect range, source, cap, re-split)
-    as a new immutable version that records its parent and the slice spec.
+    """Write a derived dataset as a new version that records its parent and the slice spec.
+
+    Keeps tasks, a split, a quality tier or collect range, a source, at most K rows per task,
+    or re-splits the tasks (unchanged data is hard-linked, not copied).
 
     Examples:
 
@@ -112,8 +114,10 @@ def export_cmd(
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Minari namespace (default: the omrl id, e.g. omrl/cheetah_vel/replay-v1)."),
     root: Optional[Path] = RootOption,
 ) -> None:
-    """Export a dataset to Minari's dataset root ($MINARI_DATASETS_PATH): one Minari dataset per
-    task under a namespace whose metadata holds the task table, features and splits.
+    """Export a dataset to Minari: one Minari dataset per task, task table in the namespace.
+
+    Writes into Minari's dataset root ($MINARI_DATASETS_PATH), under a namespace whose metadata
+    holds the task table, features and splits; episode metadata holds the task parameters.
 
     Examples:
 
@@ -142,8 +146,10 @@ def import_minari_cmd(
     gamma: Optional[float] = typer.Option(None, "--gamma", help="Discount of the Monte Carlo returns computed for foreign data (default 0.99)."),
     root: Optional[Path] = RootOption,
 ) -> None:
-    """Build an omrl dataset from Minari datasets (one per task); task parameters come from the
-    namespace or episode metadata that `export` wrote, or from --params.
+    """Build an omrl dataset from Minari datasets, one per task.
+
+    Task parameters come from the namespace or episode metadata that `export` wrote, or from
+    --params (once per dataset, in order).
 
     Examples:
 

@@ -32,7 +32,7 @@ def print_eval(result: dict[str, Any], title: str = "returns on held-out tasks")
     """Per test task: return before adaptation, after adaptation, random policy (and online)."""
     table = Table(title=title)
     table.add_column("test task", justify="right")
-    table.add_column("task params")
+    table.add_column("task params", overflow="fold")
     table.add_column("before adaptation", justify="right")
     table.add_column("after adaptation", justify="right")
     has_random = "random" in result["mean"]

@@ -199,7 +199,7 @@ class Evaluator:
             results[pending.pop(0)] = after_return
         while pending:
             current = Agent(agent.policy, policy_params, agent.value, value_params)
-            episode = rollout(env, lambda obs: current.sample(torch.as_tensor(obs, device=self.device)[None], gen)[0].cpu().numpy(),
+            episode = rollout(env, lambda obs: current.sample(torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)[None], gen)[0].cpu().numpy(),
                               _episode_seed(self.seed, task, 1000 + rounds, 3))
             new = {
                 "observations": torch.as_tensor(episode["observations"], device=self.device),

@@ -68,7 +68,17 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 def test_eval_run_with_online_finetuning(tmp_path):
     ds = write_bandit_dataset(n_rows=300)
     train(run_config(ds, tmp_path / "run", "train.steps=2", "eval.episodes=1", "algo.support_size=16", "algo.query_size=16"), progress=False)
-    result, path = evaluate_run(tmp_path / "run", online_steps=[0, 20], overrides=["eval.online_value_updates=2", "eval.online_policy_updates=2", "eval.max_tasks=2"])
+    import gymnasium
+    import numpy as np
+
+    from omrl_data.tasks import get_family
+
+    def float64_env(params):  # MuJoCo envs return float64 observations
+        env = get_family("bandit").make_env(params)
+        return gymnasium.wrappers.TransformObservation(env, lambda o: o.astype(np.float64), env.observation_space)
+
+    result, path = evaluate_run(tmp_path / "run", online_steps=[0, 20], make_env=float64_env,
+                                overrides=["eval.online_value_updates=2", "eval.online_policy_updates=2", "eval.max_tasks=2"])
     assert path.exists() and len(result["tasks"]) == 2
     for row in result["tasks"]:
         assert set(row["online"]) == {"0", "20"} and row["online"]["0"] == row["after"]

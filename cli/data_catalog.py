@@ -39,8 +39,18 @@ def _fmt(x: Optional[float]) -> str:
 def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     root: Optional[Path] = RootOption,
+    remote: Optional[str] = typer.Option(None, "--remote", help="List what is published at this URL instead (folder, file://, s3://)."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint for --remote on a non-AWS store (default: $AWS_ENDPOINT_URL)."),
 ) -> None:
-    """Every local dataset version: family, tasks (train/test), transitions, size, created, parent."""
+    """Every local dataset version: family, tasks (train/test), transitions, size, created, parent.
+
+    With --remote URL: the versions published there (from the remote's index).
+    """
+    if remote is not None:
+        from cli.data_share import print_remote
+
+        print_remote(remote, as_json, endpoint_url)
+        return
     from omrl_data.store import catalog
 
     from omrl_data.store.lock import describe

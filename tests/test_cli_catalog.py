@@ -113,3 +113,13 @@ def test_list_shows_unfinished_writes(two):
     assert "unfinished omrl/point_robot_sparse/stopped-v1: 1 task(s) written, interrupted" in out
     assert {r["id"] for r in json.loads(run("list", "--json").stdout)} == set(two)  # JSON lists complete versions only
     running.release()
+
+
+def test_list_remote_shows_published_versions(two, tmp_path):
+    remote = tmp_path / "remote"
+    assert "nothing published" in run("list", "--remote", remote).stdout
+    r = run("publish", two[0], "--to", remote)
+    assert r.exit_code == 0, r.output
+    rows = json.loads(run("list", "--remote", remote, "--json").stdout)
+    assert [row["id"] for row in rows] == [two[0]]
+    assert rows[0]["transitions"] == 150

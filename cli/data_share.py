@@ -1,5 +1,6 @@
-"""`omrl-data slice | export | import-minari | publish | pull | card | remote-list`: derived
-datasets, Minari interop, publishing and dataset cards."""
+"""`omrl-data slice | export | import-minari | publish | pull | card`: derived datasets, Minari
+interop, publishing and dataset cards. `omrl-data list --remote URL` (in data_catalog) prints
+with :func:`print_remote`; `remote-list URL` is a hidden alias of it."""
 from __future__ import annotations
 
 import json
@@ -292,7 +293,7 @@ def register(app: typer.Typer) -> None:
     app.command("publish")(user_errors(publish_cmd))
     app.command("pull")(user_errors(pull_cmd))
     app.command("card")(user_errors(card_cmd))
-    app.command("remote-list")(user_errors(remote_list_cmd))
+    app.command("remote-list", hidden=True)(user_errors(remote_list_cmd))  # alias of `list --remote`
 
 
 

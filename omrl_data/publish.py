@@ -302,14 +302,14 @@ def pull(
     if ref.version is None:
         found = [catalog.parse_id(k).version for k in index if catalog.parse_id(k).with_version(1) == ref.with_version(1)]
         if not found:
-            raise DatasetNotFound(f"{ref.id} is not published at {remote.url}; see `omrl-data remote-list {remote.url}`")
+            raise DatasetNotFound(f"{ref.id} is not published at {remote.url}; see `omrl-data list --remote {remote.url}`")
         ref = ref.with_version(max(found))
     rel = _rel_dir(ref)
     entry = index.get(ref.id)
     try:
         raw_manifest = remote.read_bytes(f"{rel}/{MANIFEST_FILE}")
     except FileNotFoundError:
-        raise DatasetNotFound(f"{ref.id} is not (completely) published at {remote.url}; see `omrl-data remote-list {remote.url}`") from None
+        raise DatasetNotFound(f"{ref.id} is not (completely) published at {remote.url}; see `omrl-data list --remote {remote.url}`") from None
 
     root_path = catalog.resolve_root(root)
     final = ref.folder(root_path)

@@ -89,7 +89,7 @@ def test_endpoint_from_environment_and_cli(dataset, s3, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     r = run("publish", dataset, "--to", url, "--no-card")
     assert r.exit_code == 0, r.output
-    r = run("remote-list", url, "--json")
+    r = run("list", "--remote", url, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)[0]["id"] == dataset
     r = run("pull", dataset, "--from", url, "--root", tmp_path / "r2")
     assert r.exit_code == 0, r.output

@@ -160,8 +160,12 @@ def evaluate(
 
 
 def main() -> None:
-    app()
+    from cli.common import run_app
+
+    run_app(app)
 
 
 def eval_main() -> None:
-    eval_app()
+    from cli.common import run_app
+
+    run_app(eval_app)

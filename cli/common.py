@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from omrl_data.errors import OmrlError
 
@@ -62,3 +63,33 @@ def run_app(app: typer.Typer) -> None:
         sys.exit(e.exit_code)
     # With standalone_mode=False click returns the exit code of typer.Exit instead of exiting.
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def human_size(n: float) -> str:
+    """Bytes as ``12.3 MB``."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def print_versions(rows: list[dict[str, Any]], title: str, time_key: str) -> None:
+    """The table of dataset versions shared by ``list`` and ``list --remote``.
+
+    rows: dicts with id, tasks, train_tasks, test_tasks, transitions, size_bytes, parent and
+    ``time_key`` (created / published). The family is the id's second part, so it is left out.
+    """
+    table = Table(title=title, caption="tasks: all (train/test)")
+    for col in ("id", "tasks", "transitions", "size", time_key, "parent"):
+        table.add_column(col, justify="right" if col in ("transitions", "size") else "left", no_wrap=col in ("id", "transitions"))
+    for r in rows:
+        table.add_row(
+            r["id"],
+            f"{r.get('tasks')} ({r.get('train_tasks')}/{r.get('test_tasks')})",
+            f"{r.get('transitions') or 0:,}",
+            human_size(int(r.get("size_bytes") or 0)),
+            str(r.get(time_key) or "-")[:16].replace("T", " "),
+            r.get("parent") or "-",
+        )
+    console.print(table)

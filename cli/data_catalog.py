@@ -8,17 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.common import console, err_console, fail, user_errors
+from cli.common import console, err_console, fail, human_size, print_versions, user_errors
 
 RootOption = typer.Option(None, "--root", help="Catalog root (default: $OMRL_HOME, else ~/.omrl).")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _short(value) -> str:
@@ -66,20 +58,7 @@ def list_cmd(
     if not rows:
         console.print(f"no datasets under {catalog.resolve_root(root)}")
         return
-    table = Table(title=f"datasets under {catalog.resolve_root(root)}", caption="tasks: all (train/test)")
-    # The family is the id's second part, so the table leaves it out (--json has it).
-    for col in ("id", "tasks", "transitions", "size", "created", "parent"):
-        table.add_column(col, justify="right" if col in ("transitions", "size") else "left", no_wrap=col in ("id", "transitions"))
-    for r in rows:
-        table.add_row(
-            r["id"],
-            f"{r['tasks']} ({r['train_tasks']}/{r['test_tasks']})",  # all (train/test)
-            f"{r['transitions']:,}",
-            _size(r["size_bytes"]),
-            str(r["created"] or "-")[:16].replace("T", " "),
-            r["parent"] or "-",
-        )
-    console.print(table)
+    print_versions(rows, f"datasets under {catalog.resolve_root(root)}", "created")
 
 
 def info_cmd(
@@ -108,7 +87,7 @@ def info_cmd(
         ("transitions", f"{d['transitions']:,}"),
         ("gamma / horizon", f"{meta.get('gamma', '-')} / {meta.get('horizon', '-')}"),
         ("collection", ", ".join(f"{k}={v}" for k, v in collection.items() if not isinstance(v, dict)) or "-"),
-        ("size on disk", _size(d["size_bytes"])),
+        ("size on disk", human_size(d["size_bytes"])),
         ("created", str(d["created"] or "-")),
         ("format version", str(d["format_version"])),
         ("manifest checksum", d["manifest_checksum"]),

@@ -11,9 +11,8 @@ from typing import Callable, List, Optional
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 
-from cli.common import console, err_console, user_errors
+from cli.common import console, err_console, print_versions, user_errors
 
 RootOption = typer.Option(None, "--root", help="Catalog root (default: $OMRL_HOME, else ~/.omrl).")
 EndpointOption = typer.Option(
@@ -49,14 +48,6 @@ def _bytes_bar(what: str, total: int | None) -> tuple[Progress, Callable[[int], 
     bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(), console=err_console, transient=True)
     job = bar.add_task(what, total=total)
     return bar, lambda n: bar.advance(job, n)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,19 +262,7 @@ def print_remote(url: str, as_json: bool = False, endpoint_url: Optional[str] = 
     if not rows:
         console.print(f"nothing published at {url}")
         return
-    table = Table(title=f"datasets at {url}", caption="tasks: all (train/test)")
-    for col in ("id", "tasks", "transitions", "size", "published", "parent"):
-        table.add_column(col, justify="right" if col in ("transitions", "size") else "left", no_wrap=col in ("id", "transitions"))
-    for r in rows:
-        table.add_row(
-            r["id"],
-            f"{r.get('tasks')} ({r.get('train_tasks')}/{r.get('test_tasks')})",
-            f"{r.get('transitions', 0):,}",
-            _size(int(r.get("size_bytes") or 0)),
-            str(r.get("published") or "-")[:16].replace("T", " "),
-            r.get("parent") or "-",
-        )
-    console.print(table)
+    print_versions(rows, f"datasets at {url}", "published")
 
 
 def register(app: typer.Typer) -> None:

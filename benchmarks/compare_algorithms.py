@@ -34,7 +34,7 @@ from omrl_algos.train import resolve_config, train  # noqa: E402
 
 NET = ["algo.width=64", "algo.latent_dim=32"]
 META = NET + ["algo.meta_batch=4", "algo.support_size=128", "algo.query_size=128"]
-# The main job's outer lrs (docs/readme/algorithms.md): the paper's value lr 1e-5 needs ~1e5 steps.
+# The main job's outer lrs (README.md, "The main job"): the paper's value lr 1e-5 needs ~1e5 steps.
 ACTOR_CRITIC = META + ["algo.value_lr=1e-3", "algo.policy_lr=3e-4"]
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {

@@ -10,7 +10,7 @@
    transitions of that task, and of a uniform random policy; save the learning curve.
 
 Nothing is downloaded. The budget below was measured on the 2-core development machine (see
-docs/readme/algorithms.md).
+README.md, "The main job").
 """
 from __future__ import annotations
 

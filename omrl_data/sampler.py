@@ -50,7 +50,7 @@ class TaskBatchSampler:
     device: where the data and the batches live (``"cpu"``, ``"cuda"``, ...).
     packed: layout of the data the sampler holds. True: one ``[R, D]`` float32 tensor with
         every batch field side by side (a copy of the batch fields; a batch is one gather of
-        whole rows, faster because each row is one run of memory: see docs/readme/sampler.md); the
+        whole rows, faster because each row is one run of memory: see README.md, "The task-batch sampler"); the
         batch's fields are then column views of one gathered tensor. False: one tensor per
         field, sharing memory with the dataset's arrays on CPU (no copy). None (default):
         packed, unless the dataset is memory-mapped (larger than the memory budget) and

@@ -31,7 +31,7 @@ Report = Callable[[int, int], None]
 # a shared learner's vector step costs one gradient step (~15 ms, 256x256, batch 256, one core)
 # plus N env steps, so `omrl-data collect ant_dir --tasks 50 --workers 2` (2 shards of 25 tasks)
 # takes about 100k x 18.7 ms = 31 min; with one worker (50 tasks in one shard) about 45 min.
-# The measurements are in docs/readme/collection-data.md.
+# The measurements are in README.md ("Default budgets").
 DEFAULT_STEPS_PER_TASK = {
     "point_robot_sparse": 10_000,  # 500 episodes of 20 steps
     "bandit": 2_000,  # 200 episodes of 10 pulls

@@ -299,6 +299,20 @@ def _set_threads(threads: int, needs_torch: bool) -> None:
         torch.set_num_threads(threads)
 
 
+def _throttled(send: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """A ``report(task, steps)`` for ``collect_shard`` that forwards to ``send`` at most once per
+    ``REPORT_INTERVAL_S`` per task (learners call it every step; queues are not that cheap)."""
+    last: dict[int, float] = {}
+
+    def report(task: int, steps: int) -> None:
+        now = time.monotonic()
+        if now - last.get(task, 0.0) >= REPORT_INTERVAL_S:
+            last[task] = now
+            send(int(task), int(steps))
+
+    return report
+
+
 def _worker_main(config_dict: dict, out_dir: str, units_q, msg_q, threads: int, parent_pid: int) -> None:
     """One local worker process: collect units from ``units_q`` until a None arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
@@ -307,13 +321,7 @@ def _worker_main(config_dict: dict, out_dir: str, units_q, msg_q, threads: int, 
     _set_threads(threads, config.mode != "random")
     from omrl_data.collection.learners import collect_shard
 
-    last: dict[int, float] = {}
-
-    def report(task: int, steps: int) -> None:
-        now = time.monotonic()
-        if now - last.get(task, 0.0) >= REPORT_INTERVAL_S:
-            last[task] = now
-            msg_q.put(("progress", int(task), int(steps)))
+    report = _throttled(lambda task, steps: msg_q.put(("progress", task, steps)))
 
     while True:
         item = units_q.get()
@@ -402,13 +410,7 @@ def _ray_unit(config_dict: dict, shard: list, out_dir: str, progress_q, threads:
     _set_threads(threads, config.mode != "random")
     from omrl_data.collection.learners import collect_shard
 
-    last: dict[int, float] = {}
-
-    def report(task: int, steps: int) -> None:
-        now = time.monotonic()
-        if now - last.get(task, 0.0) >= REPORT_INTERVAL_S:
-            last[task] = now
-            progress_q.put_nowait((int(task), int(steps)))
+    report = _throttled(lambda task, steps: progress_q.put_nowait((task, steps)))
 
     return _jsonable(collect_shard(config, shard, Path(out_dir), report=report))
 

@@ -19,3 +19,15 @@ def omrl_home(tmp_path_factory, monkeypatch):
 def synthetic_dataset(omrl_home):
     """Id of a small complete point_robot_sparse dataset (4 tasks x 200 rows) in ``omrl_home``."""
     return make_synthetic_dataset(omrl_home)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread: the machine is shared, and one thread is also faster for
+    tiny networks. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,12 +18,7 @@ from tests.tiny_bandit import bandit_dataset
 NET = dict(width=32, depth=2, weight_transform=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

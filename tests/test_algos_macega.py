@@ -20,13 +20,7 @@ from tests.tiny_bandit import bandit_dataset
 TINY = dict(width=16, depth=2, weight_transform=False, meta_batch=3, support_size=32, query_size=32, inner_lr_init=0.05)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The machine is shared; one thread is also faster for these tiny networks.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -172,7 +172,11 @@ def delete_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("list")(user_errors(list_cmd))
-    app.command("info")(user_errors(info_cmd))
-    app.command("verify")(user_errors(verify_cmd))
-    app.command("delete")(user_errors(delete_cmd))
+    def ex(*lines: str) -> str:
+        return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
+    app.command("list", epilog=ex("omrl-data list", "omrl-data list --json --root /data/omrl",
+                                  "omrl-data list --remote s3://bucket/datasets"))(user_errors(list_cmd))
+    app.command("info", epilog=ex("omrl-data info omrl/ant_dir/replay", "omrl-data info omrl/ant_dir/replay-v1 --json"))(user_errors(info_cmd))
+    app.command("verify", epilog=ex("omrl-data verify omrl/ant_dir/replay-v1"))(user_errors(verify_cmd))
+    app.command("delete", epilog=ex("omrl-data delete omrl/ant_dir/expert-v2", "omrl-data delete omrl/ant_dir/expert-v2 --yes"))(user_errors(delete_cmd))

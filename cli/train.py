@@ -66,7 +66,16 @@ def _short(v: Any) -> str:
 
 
 def _make_train_command(name: str) -> None:
-    @app.command(name=name, help=f"Train {name} on a dataset, evaluating on its test tasks.")
+    @app.command(
+        name=name,
+        help=f"Train {name} on a dataset, evaluating on its test tasks.",
+        epilog=(
+            "Examples:\n\n"
+            f"  omrl-train {name} --dataset omrl/cheetah_vel/replay --steps 10000 --eval-every 250 --out runs/{name}-vel\n\n"
+            f"  omrl-train {name} --dataset omrl/cheetah_vel/replay --out runs/{name}-vel --steps 20000 --resume\n\n"
+            f"  omrl-train {name} --dataset omrl/cheetah_vel/replay --set algo.width=64 --set train.seed=1 --device cuda"
+        ),
+    )
     @user_errors
     def command(
         dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="dataset id or path (omrl-data list)"),
@@ -117,7 +126,10 @@ def _register_algorithms() -> None:
 _register_algorithms()
 
 
-@app.command(help="The main job: collect a small cheetah_vel dataset (or reuse it), train MACAW, evaluate, plot.")
+@app.command(
+    help="The main job: collect a small cheetah_vel dataset (or reuse it), train MACAW, evaluate, plot.",
+    epilog="Examples:\n\n  omrl-train demo\n\n  OMRL_HOME=/tmp/omrl omrl-train demo",
+)
 @user_errors
 def demo(
     root: Optional[str] = typer.Option(None, "--root", help="dataset root (default $OMRL_HOME or ~/.omrl)"),
@@ -134,7 +146,10 @@ def demo(
     console.print(f"run folder: [bold]{result.run_dir}[/]  (total {result.seconds / 60:.1f} min)")
 
 
-@eval_app.command(help="Evaluate a run's checkpoint again on its held-out tasks (optionally with online fine-tuning).")
+@eval_app.command(
+    help="Evaluate a run's checkpoint again on its held-out tasks (optionally with online fine-tuning).",
+    epilog="Examples:\n\n  omrl-eval runs/macaw-vel\n\n  omrl-eval runs/macaw-vel --online-steps 0,500,1000",
+)
 @user_errors
 def evaluate(
     run_dir: Path = typer.Argument(..., help="run folder written by omrl-train"),

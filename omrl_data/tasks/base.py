@@ -166,3 +166,16 @@ def check_array(value: Any, family: str, name: str, shape: tuple[int, ...], low:
             f"{family} parameter {name} must be an array of shape {list(shape)} with entries in [{low:g}, {high:g}]"
         )
     return a.tolist()
+
+
+class GoalAngleFeatures:
+    """Mixin of the families parameterised by one ``goal_angle`` (ant_dir, point_robot_sparse):
+    features (cos, sin), so Euclidean distance follows the angle around the circle; ordered by angle."""
+
+    def features(self, params: dict[str, Any]) -> np.ndarray:
+        a = params["goal_angle"]
+        return np.array([np.cos(a), np.sin(a)], dtype=np.float32)
+
+    def order_key(self, params: dict[str, Any]) -> float:
+        return float(params["goal_angle"])
+

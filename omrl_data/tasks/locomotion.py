@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from omrl_data.errors import BadInput
-from omrl_data.tasks.base import TaskFamily, check_float, check_keys
+from omrl_data.tasks.base import GoalAngleFeatures, TaskFamily, check_float, check_keys
 
 MUJOCO_HORIZON = 200  # every reference truncates the MuJoCo families at 200 steps
 CHEETAH_CTRL_COST = 0.05  # MACAW/PEARL half-cheetah control cost weight
@@ -109,7 +109,7 @@ class CheetahVel(TaskFamily):
         return {"target_velocity": v}
 
 
-class AntDir(TaskFamily):
+class AntDir(GoalAngleFeatures, TaskFamily):
     name = "ant_dir"
     env_id = "omrl/AntDir-v0"
     param_names = ("goal_angle",)
@@ -124,13 +124,6 @@ class AntDir(TaskFamily):
 
     def sample_params(self, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         return [{"goal_angle": float(a)} for a in rng.uniform(0.0, 2 * math.pi, n)]
-
-    def features(self, params: dict[str, Any]) -> np.ndarray:
-        a = params["goal_angle"]
-        return np.array([math.cos(a), math.sin(a)], dtype=np.float32)
-
-    def order_key(self, params: dict[str, Any]) -> float:
-        return float(params["goal_angle"])
 
     def default_params(self) -> dict[str, Any]:
         return {"goal_angle": 0.0}

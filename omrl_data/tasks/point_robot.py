@@ -21,13 +21,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from omrl_data.tasks.base import TaskFamily, check_float, check_keys
+from omrl_data.tasks.base import GoalAngleFeatures, TaskFamily, check_float, check_keys
 
 GOAL_RADIUS = 0.2  # PEARL's goal radius: the reward is non-zero only this close to the goal
 MAX_STEP = 0.1  # per-coordinate bound of one move
 
 
-class PointRobotSparse(TaskFamily):
+class PointRobotSparse(GoalAngleFeatures, TaskFamily):
     name = "point_robot_sparse"
     env_id = "omrl/PointRobotSparse-v0"
     param_names = ("goal_angle",)
@@ -44,13 +44,6 @@ class PointRobotSparse(TaskFamily):
 
     def grid_params(self, n: int) -> list[dict[str, Any]]:
         return [{"goal_angle": float(a)} for a in np.linspace(0.0, math.pi, n)]
-
-    def features(self, params: dict[str, Any]) -> np.ndarray:
-        a = params["goal_angle"]
-        return np.array([math.cos(a), math.sin(a)], dtype=np.float32)
-
-    def order_key(self, params: dict[str, Any]) -> float:
-        return float(params["goal_angle"])
 
     def default_params(self) -> dict[str, Any]:
         return {"goal_angle": math.pi / 2}

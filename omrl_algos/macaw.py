@@ -54,6 +54,7 @@ class MacawConfig:
     depth: int = 3  # hidden layers of policy and value
     weight_transform: bool = True  # weight-transform layers everywhere; False = plain linear layers of equal width
     latent_dim: int = 100  # size of each layer's latent code (weight transform only)
+    wt_init: str = "scaled"  # weight-transform map init: scaled (M ~ N(0, 1/D), plain-layer bias; one inner step no larger than a plain layer's) | reference (nn.Linear default, as the reference code)
     adv_width: int = 32  # hidden units of the advantage head
     advantage_head: bool = True  # enriched inner loss L_AWR + c L_ADV; False = MAML+AWR ablation
     policy_sigma: float = 0.2  # fixed standard deviation of the Gaussian policy
@@ -76,7 +77,7 @@ class MacawConfig:
     grad_clip: float = 0.0  # clip the meta-gradient norm per network; 0 = off
     bootstrap: bool = True  # outer value targets R_t + gamma^(T-t) V_phi'(s_T) at time-limit truncations, phi' the adapted value (reference); False = plain MC returns
     inner_bootstrap: bool = False  # bootstrap the inner (support) value targets too, with the meta value (reference: off, no_bootstrap)
-    reward_scale: float = 1.0  # returns are multiplied by this for the value (AWR weights are normalised, so they do not depend on it)
+    reward_scale: float = 0.0  # returns are multiplied by this for the value; 0 = auto: 1 / std of the training tasks' MC returns, resolved at the start of training and saved in config.yaml
 
 
 class Macaw(MetaAlgorithm):
@@ -86,7 +87,7 @@ class Macaw(MetaAlgorithm):
     def __init__(self, config: MacawConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu"):
         super().__init__(config, obs_dim, act_dim, device)
         c = config
-        net = dict(width=c.width, depth=c.depth, weight_transform=c.weight_transform, latent_dim=c.latent_dim)
+        net = dict(width=c.width, depth=c.depth, weight_transform=c.weight_transform, latent_dim=c.latent_dim, wt_init=c.wt_init)
         self.value = ValueNetwork(obs_dim, **net).to(self.device)
         self.policy = GaussianPolicy(
             obs_dim, act_dim, sigma=c.policy_sigma, adv_width=c.adv_width, advantage_head=c.advantage_head, **net

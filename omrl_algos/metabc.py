@@ -33,6 +33,7 @@ class MetaBCConfig:
     depth: int = 3  # hidden layers of the policy
     weight_transform: bool = True  # weight-transform layers (as MACAW); False = plain linear layers
     latent_dim: int = 100  # size of each layer's latent code (weight transform only)
+    wt_init: str = "scaled"  # weight-transform map init: scaled (M ~ N(0, 1/D), plain-layer bias; one inner step no larger than a plain layer's) | reference (nn.Linear default, as the reference code)
     policy_sigma: float = 0.2  # fixed standard deviation of the Gaussian policy
     meta_batch: int = 5  # tasks per meta-batch
     support_size: int = 256  # support (inner-loop) transitions per task
@@ -56,7 +57,7 @@ class MetaBC(MetaAlgorithm):
     def __init__(self, config: MetaBCConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu"):
         super().__init__(config, obs_dim, act_dim, device)
         c = config
-        net = dict(width=c.width, depth=c.depth, weight_transform=c.weight_transform, latent_dim=c.latent_dim)
+        net = dict(width=c.width, depth=c.depth, weight_transform=c.weight_transform, latent_dim=c.latent_dim, wt_init=c.wt_init)
         self.policy = GaussianPolicy(obs_dim, act_dim, sigma=c.policy_sigma, advantage_head=False, **net).to(self.device)
         self.policy_lrs = make_inner_lrs(self.policy, c.inner_lr_init, self.device)
         for p in self.policy_lrs.parameters():

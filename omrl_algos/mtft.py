@@ -37,6 +37,7 @@ class MtftConfig:
     depth: int = 3  # hidden layers of policy and value
     weight_transform: bool = True  # weight-transform layers (as MACAW); False = plain linear layers
     latent_dim: int = 100  # size of each layer's latent code (weight transform only)
+    wt_init: str = "scaled"  # weight-transform map init: scaled (M ~ N(0, 1/D), plain-layer bias; one inner step no larger than a plain layer's) | reference (nn.Linear default, as the reference code)
     policy_sigma: float = 0.2  # fixed standard deviation of the Gaussian policy
     meta_batch: int = 5  # training tasks drawn per step (rows pooled over them)
     batch_size: int = 256  # rows per drawn task and step
@@ -49,7 +50,7 @@ class MtftConfig:
     adapt_policy_lr: float = 1e-3  # Adam lr of the policy's fine-tuning steps (reference: 1e-3)
     grad_clip: float = 0.0  # clip the gradient norm per network; 0 = off
     bootstrap: bool = True  # value targets bootstrapped at time-limit truncations with the current value; False = plain MC returns
-    reward_scale: float = 1.0  # returns are multiplied by this for the value (AWR weights are normalised per task)
+    reward_scale: float = 0.0  # returns are multiplied by this for the value; 0 = auto: 1 / std of the training tasks' MC returns, resolved at the start of training and saved in config.yaml
 
 
 class MultiTaskFineTune(MetaAlgorithm):
@@ -61,7 +62,7 @@ class MultiTaskFineTune(MetaAlgorithm):
         c = config
         if c.adapt_steps < 0:
             raise BadInput(f"algo.adapt_steps={c.adapt_steps} must be >= 0")
-        net = dict(width=c.width, depth=c.depth, weight_transform=c.weight_transform, latent_dim=c.latent_dim)
+        net = dict(width=c.width, depth=c.depth, weight_transform=c.weight_transform, latent_dim=c.latent_dim, wt_init=c.wt_init)
         self.value = ValueNetwork(obs_dim, **net).to(self.device)
         self.policy = GaussianPolicy(obs_dim, act_dim, sigma=c.policy_sigma, advantage_head=False, **net).to(self.device)
         self.optimizer = torch.optim.Adam(

@@ -18,21 +18,43 @@ import torch.nn.functional as F
 from torch import nn
 
 
+WT_INITS = ("scaled", "reference")
+
+
 class WeightTransformLinear(nn.Module):
-    """``y = x @ W.T + b`` with ``[W, b] = map(z)``.
+    """``y = x @ W.T + b`` with ``[W, b] = map(z) = M z + c``.
 
     z: ``[latent_dim]`` latent, initialised with standard deviation ``1 / out_features`` (the
-    reference's ``normal_(0, 1/out)``; an earlier version used ``sqrt(1/out)``, 10x larger at
-    width 100, which made one inner step overshoot, README "Weight transforms").
-    map: ``nn.Linear(latent_dim, out_features * in_features + out_features)`` (default init, as
-    the reference: at init ``[W, b]`` is mostly the map's bias).
+    reference's ``normal_(0, 1/out)``).
+    map: ``nn.Linear(latent_dim, D)``, ``D = out_features * in_features + out_features``, with
+    ``M ~ N(0, 1/D)`` and ``c`` initialised as a plain ``nn.Linear``'s weight and bias
+    (uniform ``+-1/sqrt(in)``) (``init="scaled"``); ``init="reference"`` keeps ``nn.Linear``'s
+    default init of the map, as the reference code.
+
+    Why this init (README, "Weight transforms", measured on cheetah_dir): an inner SGD step on
+    ``z`` moves ``W`` by ``-lr M M^T g``, and the nonzero eigenvalues of ``M M^T`` are about
+    ``D var(M)``. Under ``nn.Linear``'s default init of the map (the reference's), that is
+    ``D / (3 latent)``: 87 at width 64 / latent 16, ~34 at paper size, so one inner value step at
+    the default inner lr made the support loss 30-100x worse and one policy step moved the tanh
+    mean by ~0.6. With ``var(M) = 1/D`` the step through ``z`` is no larger than a plain
+    layer's, the step through ``c`` *is* a plain layer's, and at init the layer computes what a
+    plain layer would; the outer loop then learns ``M`` (the directions one inner step on ``z``
+    can move ``W`` in) and the inner lrs.
     """
 
-    def __init__(self, in_features: int, out_features: int, latent_dim: int = 100):
+    def __init__(self, in_features: int, out_features: int, latent_dim: int = 100, init: str = "scaled"):
         super().__init__()
+        if init not in WT_INITS:
+            raise ValueError(f"weight-transform init {init!r} is not one of {WT_INITS}")
         self.in_features, self.out_features = in_features, out_features
         self.latent = nn.Parameter(torch.randn(latent_dim) / out_features)
         self.map = nn.Linear(latent_dim, out_features * in_features + out_features)
+        if init == "reference":  # nn.Linear's default init of the map (the reference code's)
+            return
+        with torch.no_grad():
+            self.map.weight.normal_(0.0, 1.0 / math.sqrt(self.map.out_features))
+            bound = 1.0 / math.sqrt(in_features)
+            self.map.bias.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = self.map(self.latent)
@@ -42,10 +64,10 @@ class WeightTransformLinear(nn.Module):
         return F.linear(x, weight, bias)
 
 
-def make_linear(in_features: int, out_features: int, weight_transform: bool, latent_dim: int) -> nn.Module:
+def make_linear(in_features: int, out_features: int, weight_transform: bool, latent_dim: int, wt_init: str = "scaled") -> nn.Module:
     """One layer: a weight-transform layer or a plain ``nn.Linear`` of the same shape."""
     if weight_transform:
-        return WeightTransformLinear(in_features, out_features, latent_dim)
+        return WeightTransformLinear(in_features, out_features, latent_dim, wt_init)
     return nn.Linear(in_features, out_features)
 
 
@@ -56,11 +78,11 @@ class MLP(nn.Module):
     its ReLU, which MACAW's advantage head reads.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, width: int, depth: int, weight_transform: bool = True, latent_dim: int = 100):
+    def __init__(self, in_dim: int, out_dim: int, width: int, depth: int, weight_transform: bool = True, latent_dim: int = 100, wt_init: str = "scaled"):
         super().__init__()
         dims = [in_dim] + [width] * depth
-        self.hidden = nn.ModuleList(make_linear(a, b, weight_transform, latent_dim) for a, b in zip(dims[:-1], dims[1:]))
-        self.out = make_linear(dims[-1], out_dim, weight_transform, latent_dim)
+        self.hidden = nn.ModuleList(make_linear(a, b, weight_transform, latent_dim, wt_init) for a, b in zip(dims[:-1], dims[1:]))
+        self.out = make_linear(dims[-1], out_dim, weight_transform, latent_dim, wt_init)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pre = x
@@ -73,9 +95,9 @@ class MLP(nn.Module):
 class ValueNetwork(nn.Module):
     """``V(s)``: observations ``[..., obs_dim]`` -> values ``[...]``."""
 
-    def __init__(self, obs_dim: int, width: int = 100, depth: int = 3, weight_transform: bool = True, latent_dim: int = 100):
+    def __init__(self, obs_dim: int, width: int = 100, depth: int = 3, weight_transform: bool = True, latent_dim: int = 100, wt_init: str = "scaled"):
         super().__init__()
-        self.body = MLP(obs_dim, 1, width, depth, weight_transform, latent_dim)
+        self.body = MLP(obs_dim, 1, width, depth, weight_transform, latent_dim, wt_init)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.body(observations)[0].squeeze(-1)
@@ -102,15 +124,16 @@ class GaussianPolicy(nn.Module):
         sigma: float = 0.2,
         adv_width: int = 32,
         advantage_head: bool = True,
+        wt_init: str = "scaled",
     ):
         super().__init__()
         self.act_dim = act_dim
         self.sigma = float(sigma)
-        self.body = MLP(obs_dim, act_dim, width, depth, weight_transform, latent_dim)
+        self.body = MLP(obs_dim, act_dim, width, depth, weight_transform, latent_dim, wt_init)
         self.has_advantage_head = advantage_head
         if advantage_head:
-            self.adv_hidden = make_linear(width + act_dim, adv_width, weight_transform, latent_dim)
-            self.adv_out = make_linear(adv_width, 1, weight_transform, latent_dim)
+            self.adv_hidden = make_linear(width + act_dim, adv_width, weight_transform, latent_dim, wt_init)
+            self.adv_out = make_linear(adv_width, 1, weight_transform, latent_dim, wt_init)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.body(observations)[0])

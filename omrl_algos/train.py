@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from omrl_algos.config import RunConfig, apply_overrides, default_config, load_config_file
@@ -122,6 +123,21 @@ def check_dataset(cfg: RunConfig, dataset: Any) -> None:
     for name, value in (("train.eval_every", cfg.train.eval_every), ("train.checkpoint_every", cfg.train.checkpoint_every)):
         if value < 0:
             raise BadInput(f"{name}={value} must be >= 0 (0 = off)")
+
+
+def resolve_dataset_settings(cfg: RunConfig, dataset: Any) -> None:
+    """Settings that default to a value measured on the dataset (saved resolved in config.yaml).
+
+    ``algo.reward_scale = 0`` (auto): ``1 / std`` of the training tasks' MC returns, so that the
+    value works on targets of unit scale in every family (cheetah returns of ~300 and bandit
+    returns of ~1 alike) and one inner SGD step at the default inner lr has the same size.
+    """
+    algo = cfg.algo
+    if getattr(algo, "reward_scale", None) == 0:
+        offsets = np.asarray(dataset.offsets)
+        returns = np.concatenate([np.asarray(dataset.fields["mc_returns"][offsets[t] : offsets[t + 1]]) for t in dataset.tasks.indices("train")])
+        std = float(np.std(returns)) if returns.size else 0.0
+        algo.reward_scale = float(f"{1.0 / std:.3g}") if std > 1e-8 else 1.0
 
 
 def build_algorithm(cfg: RunConfig, obs_dim: int, act_dim: int, device: torch.device) -> Any:
@@ -225,6 +241,10 @@ def train(
         raise BadInput(f"run folder {run_dir} already holds a run; pass --resume to continue it or --out for a new folder")
 
     torch.manual_seed(cfg.train.seed)
+    if ckpt is None:
+        resolve_dataset_settings(cfg, dataset)
+    else:  # a resumed run keeps the settings it resolved when it started
+        cfg.algo = RunConfig.from_dict(ckpt["config"]).algo
     algo = build_algorithm(cfg, dataset.obs_dim, dataset.act_dim, device)
     algo.set_action_bounds(*dataset.action_bounds)
     sampler = algo.make_sampler(dataset, cfg.train.seed, device)

@@ -1,0 +1,99 @@
+"""Learning tests beyond the gamma-0 bandit: time-limit bootstrap, action bounds, MACEGA's
+evolving weights, weight transforms. Fixed seeds; each compares against a baseline run in the
+same test, with margins that can fail."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from omrl_algos.config import EvalConfig
+from omrl_algos.evaluation import Evaluator
+from omrl_algos.macaw import Macaw, MacawConfig
+from omrl_algos.macega import Macega, MacegaConfig
+from omrl_algos.meta import call
+from omrl_algos.metabc import MetaBC, MetaBCConfig
+from omrl_algos.mtft import MtftConfig, MultiTaskFineTune
+from omrl_data.tasks import get_family
+from tests.learning_data import chain_dataset, point_robot_dataset
+from tests.tiny_bandit import bandit_dataset
+
+
+def _train(algo, dataset, steps: int, seed: int = 0):
+    algo.set_action_bounds(*dataset.action_bounds)
+    sampler = algo.make_sampler(dataset, seed=seed, device="cpu")
+    for _ in range(steps):
+        metrics = algo.train_step(sampler)
+    return metrics
+
+
+def test_time_limit_bootstrap_changes_what_the_value_learns():
+    """gamma 0.9, reward 1 per step, episodes cut at 10 steps: the state's value is 10; the mean
+    MC return inside the stored episodes is 4.1. Bootstrapped targets must find the former."""
+    ds = chain_dataset(gamma=0.9, horizon=10)
+    values = {}
+    for bootstrap in (True, False):
+        torch.manual_seed(0)
+        algo = MultiTaskFineTune(MtftConfig(width=16, depth=1, weight_transform=False, bootstrap=bootstrap, reward_scale=0.1, value_lr=3e-3, meta_batch=3, batch_size=64), 2, 2)
+        _train(algo, ds, 1500)
+        values[bootstrap] = float(call(algo.value, dict(algo.value.named_parameters()), torch.zeros(1, 2))) / 0.1
+    mc_mean = float(np.mean(ds.fields["mc_returns"]))
+    assert mc_mean == pytest.approx(4.14, abs=0.05)
+    assert values[False] == pytest.approx(mc_mean, abs=0.5), values
+    assert values[True] == pytest.approx(10.0, abs=1.0), values
+
+
+def test_policies_act_in_the_env_action_box_on_point_robot():
+    """point_robot_sparse's actions are +-0.1: the sampler hands the algorithm actions in [-1, 1],
+    the agent maps its mean back, and a behaviour-cloned policy heads for the goal."""
+    ds = point_robot_dataset()
+    torch.manual_seed(0)
+    algo = MetaBC(MetaBCConfig(width=32, depth=2, weight_transform=False, meta_batch=4, support_size=64, query_size=64, inner_lr_init=0.01, policy_lr=3e-3), 2, 2)
+    sampler_actions = algo.make_sampler(ds, seed=0, device="cpu").sample().actions
+    assert float(sampler_actions.abs().max()) <= 1.0 + 1e-6 and float(sampler_actions.abs().max()) > 0.9
+    before = algo.meta_agent().act(torch.zeros(1, 2))
+    _train(algo, ds, 400)
+    agent = algo.meta_agent()
+    obs = torch.tensor([[0.0, 0.0], [0.5, 0.5], [-0.5, 0.2]])
+    acts = agent.act(obs)
+    assert float(acts.abs().max()) <= 0.1 + 1e-6, "actions must stay in the env's box"
+    assert float(acts.abs().max()) > 0.05, "a cloned policy moves at the data's speed (0.1), not 10x slower"
+    assert not torch.allclose(before, acts[:1])
+    evaluator = Evaluator(ds, EvalConfig(adapt_batch=64, episodes=2), seed=0)
+    try:
+        result = evaluator.evaluate(algo)
+    finally:
+        evaluator.close()
+    for row in result["tasks"]:
+        assert row["after"] > row["random"] + 2.0, row  # the data's policy earns ~9; random ~0
+
+
+def test_macega_evolving_weights_are_alive_with_the_relative_temperature():
+    ds = bandit_dataset(n_train=6, n_test=2, rows=400, gamma=0.9)
+    maxima = {}
+    for relative in (True, False):
+        torch.manual_seed(0)
+        cfg = MacegaConfig(width=16, depth=2, latent_dim=8, adv_width=8, support_size=32, query_size=32, meta_batch=3, contiguous_support=False, tau=0.05, tau_relative=relative)
+        metrics = _train(Macega(cfg, 1, 5), ds, 3)
+        maxima[relative] = (metrics["train/evolving_weight_max/value"], metrics["train/evolving_weight_entropy/value"])
+    assert maxima[True][0] < 0.9 and maxima[True][1] > 0.3, maxima  # near-uniform over 2 copies: entropy up to log 2 = 0.69
+    assert maxima[False][0] > 0.99, maxima  # the absolute tau 0.05 keeps one copy: the update is inert
+
+
+@pytest.mark.slow
+def test_weight_transforms_learn_at_least_as_well_as_plain_layers_on_point_robot():
+    ds = point_robot_dataset(n_tasks=8)
+    scores = {}
+    for wt in (True, False):
+        torch.manual_seed(0)
+        cfg = MacawConfig(width=32, depth=2, latent_dim=8, adv_width=16, support_size=64, query_size=64, meta_batch=4, weight_transform=wt, reward_scale=0.3, value_lr=1e-3, policy_lr=1e-3)
+        algo = Macaw(cfg, 2, 2)
+        _train(algo, ds, 400)
+        evaluator = Evaluator(ds, EvalConfig(adapt_batch=64, episodes=2), seed=0)
+        try:
+            result = evaluator.evaluate(algo)
+        finally:
+            evaluator.close()
+        scores[wt] = result["mean"]
+    assert scores[True]["after"] > scores[True]["random"] + 2.0, scores
+    assert scores[True]["after"] >= scores[False]["after"] - 1.0, scores

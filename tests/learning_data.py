@@ -55,11 +55,14 @@ def chain_dataset(n_tasks: int = 4, rows: int = 400, horizon: int = 10, gamma: f
     return MultiTaskDataset.from_arrays(tasks, per_task, meta, id="test/point_robot_sparse/chain-v1")
 
 
-def point_robot_dataset(n_tasks: int = 6, episodes: int = 40, noise: float = 0.06, gamma: float = 0.9, seed: int = 0) -> MultiTaskDataset:
+def point_robot_dataset(n_tasks: int = 6, episodes: int = 40, noise: float = 0.06, gamma: float = 0.9, seed: int = 0, angles: list[float] | None = None, test: tuple[int, ...] | None = None) -> MultiTaskDataset:
+    """Goals at ``angles`` (default: the grid of ``n_tasks``); ``test``: held-out task indices."""
     family = get_family("point_robot_sparse")
-    params = tuple(family.grid_params(n_tasks))
+    params = tuple({"goal_angle": float(a)} for a in angles) if angles is not None else tuple(family.grid_params(n_tasks))
+    n_tasks = len(params)
     features = np.stack([family.features(p) for p in params])
-    split = tuple("test" if i in (1, n_tasks - 2) else "train" for i in range(n_tasks))
+    test = (1, n_tasks - 2) if test is None else test
+    split = tuple("test" if i in test else "train" for i in range(n_tasks))
     tasks = TaskTable(family="point_robot_sparse", params=params, features=features, split=split, split_kind="explicit")
     per_task = []
     for i, p in enumerate(params):

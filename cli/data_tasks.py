@@ -32,7 +32,7 @@ def _compact(value: Any) -> str:
 def families_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """The task families: env id, parameters, observation and action dims, horizon, papers.
+    """The task families: env id, parameters, observation and action dims, horizon, default gamma, papers.
 
     Examples:
 
@@ -49,7 +49,7 @@ def families_cmd(
     table = Table(title="task families", box=box.SIMPLE_HEAD, caption="--json adds parameter shapes and descriptions")
     table.add_column("family / env id", no_wrap=True)
     table.add_column("parameters", overflow="fold")
-    for col in ("obs", "act", "horizon"):
+    for col in ("obs", "act", "horizon", "gamma"):
         table.add_column(col, justify="right")
     table.add_column("papers")
     for r in rows:
@@ -58,7 +58,7 @@ def families_cmd(
         params = ", ".join(log_fields) + " (log-scales)" if log_fields else ", ".join(r["params"])
         table.add_row(
             f"{r['name']}\n[dim]{r['env_id']}[/]", params, str(r["obs_dim"]), str(r["act_dim"]),
-            str(r["horizon"]), ", ".join(r["papers"]),
+            str(r["horizon"]), f"{r['default_gamma']:g}", ", ".join(r["papers"]),
         )
     console.print(table)
 

@@ -194,7 +194,7 @@ def collect_command(collection: dict[str, Any]) -> str:
     """
     from omrl_data.collection.config import CollectConfig, SacConfig
 
-    defaults = CollectConfig(family="", tasks=0).to_dict()
+    defaults = CollectConfig(family=str(collection.get("family") or ""), tasks=0).to_dict()  # gamma: the family's default
     parts = [f"omrl-data collect {collection.get('family')} --tasks {collection.get('tasks')}"]
     for key, value in collection.items():
         if key in ("family", "tasks", "sac", "split_args", "ray_address") or key not in defaults or value == defaults[key]:

@@ -134,7 +134,8 @@ def _references(folder: Path, meta: dict):
     from omrl_data.references import compute_references_of_folder
 
     if meta.get("references") is not None:
-        return meta["references"], "stored in the metadata"
+        parent = meta["references"].get("from_parent")
+        return meta["references"], "stored in the metadata" + (f" (those of its parent {parent}, re-indexed)" if parent else "")
     try:
         return compute_references_of_folder(folder, meta), "computed now, not stored (`omrl-data references ID` stores them)"
     except OmrlError as e:

@@ -516,7 +516,8 @@ def _card_references(folder: Path, meta: dict[str, Any]) -> tuple[dict[str, Any]
     from omrl_data.references import compute_references_of_folder
 
     if meta.get("references") is not None:
-        return meta["references"], "stored in the dataset metadata"
+        parent = meta["references"].get("from_parent")
+        return meta["references"], "stored in the dataset metadata" + (f"; those of its parent `{parent}`, re-indexed to its tasks" if parent else "")
     try:
         return compute_references_of_folder(folder, meta), "computed for this card; `omrl-data references ID` stores them"
     except OmrlError as e:

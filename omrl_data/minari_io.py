@@ -463,11 +463,20 @@ def import_minari(
             if on_task:
                 on_task(i + 1, len(loaded))
         meta["tasks"] = table.to_dict()
+        _keep_references_if_same_tasks(meta, src, table)
         staged.commit(meta)
     except BaseException:
         staged.abort()
         raise
     return staged.dataset_id
+
+
+def _keep_references_if_same_tasks(meta: dict[str, Any], src: MinariSource, table) -> None:
+    """Exported references hold only for the exported tasks in their order; otherwise drop them
+    (they are computed again on load, or stored by ``omrl-data references``)."""
+    exported = [t.get("params") for t in ((src.metadata or {}).get("tasks") or {}).get("tasks", [])]
+    if meta.get("references") is not None and exported != [dict(p) for p in table.params]:
+        meta.pop("references")
 
 
 def _params_from_minari(ds, raw: dict[str, Any]) -> dict[str, Any] | None:

@@ -39,6 +39,11 @@ Definitions (one line per family in :data:`BASIS`):
   -130 vs stand-still -132) the data holds nothing better than standing still, so no offline
   method can be scored on it; ``info``, the card and the collection summary say so.
 
+A **slice** keeps its parent's references re-indexed to its tasks (``"from_parent": id``): the
+expert reference stays the expert tier of the whole collection, so a method trained on the
+``random`` or ``medium`` slice is scored on the same scale as one trained on all of it. A Minari
+import keeps the exported references only when it has exactly the exported tasks.
+
 Computed at collection time (a few rollouts per task: seconds), by ``omrl-data references ID``
 for older versions (written into the version: see :func:`store_references`), and on first use
 of :attr:`MultiTaskDataset.references` when the metadata has none (in memory only).

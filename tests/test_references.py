@@ -274,3 +274,32 @@ def test_minari_export_writes_reference_scores(bandit_random):
         returns = np.array([refs["stand_still"][i], refs["expert"][i], 7.0])
         got = minari.get_normalized_score(ds, returns)
         assert got == pytest.approx([0.0, 1.0, R.normalised_score(7.0, refs["stand_still"][i], refs["expert"][i])])
+
+
+def test_slice_keeps_its_parents_references_reindexed(bandit_random):
+    from omrl_data.slicing import SliceSpec, slice_dataset
+
+    root, dataset_id = bandit_random
+    parent = catalog.read_metadata(catalog.resolve(dataset_id, root))["references"]
+    sid = slice_dataset(dataset_id, "tier", SliceSpec(tasks=(3, 1), quality="random"), root=root)
+    refs = catalog.read_metadata(catalog.resolve(sid, root))["references"]
+    for k in ("stand_still", "random", "expert", "expert_tier", "informative"):
+        assert refs[k] == [parent[k][3], parent[k][1]], k
+    assert refs["from_parent"] == dataset_id and refs["basis"] == parent["basis"]
+    assert omrl_data.load(sid, root=root).references == refs
+
+
+def test_minari_import_keeps_references_only_for_the_exported_tasks(bandit_random):
+    pytest.importorskip("minari")
+    from omrl_data.minari_io import export_minari, import_minari
+
+    root, dataset_id = bandit_random
+    ids = export_minari(dataset_id, namespace="refs/all", root=root)
+    parent = catalog.read_metadata(catalog.resolve(dataset_id, root))["references"]
+    whole = import_minari(["refs/all"], "back", root=root)
+    assert catalog.read_metadata(catalog.resolve(whole, root))["references"] == parent
+    part = import_minari(ids[1:3], "part", root=root)
+    meta = catalog.read_metadata(catalog.resolve(part, root))
+    assert "references" not in meta  # two of the four exported tasks: the stored lists do not apply
+    refs = omrl_data.load(part, root=root).references
+    assert refs["expert"] == parent["expert"][1:3]

@@ -56,21 +56,23 @@ def plan_table(plan: CollectionPlan, dataset_id: str | None = None, done: set[in
 
 def summary_table(stats: list[dict[str, Any]], title: str, references: dict[str, Any] | None = None) -> Table:
     """Per task: transitions, episodes, mean return of the first and last 10% of its episodes;
-    with ``references`` also the stand-still and expert references, and a flag on each task whose
-    expert tier does not clearly beat standing still (the caption then says why that matters)."""
+    with ``references`` also the stand-still and expert references (``still``, ``expert``), and in
+    ``ok`` a "no" on each task whose expert tier does not clearly beat standing still (the
+    caption then says why that matters)."""
     from omrl_data.references import uninformative_sentence
 
     t = Table(title=title, title_justify="left")
     columns = [("task", "right"), ("split", "left"), ("transitions", "right"), ("episodes", "right"),
                ("return first 10%", "right"), ("return last 10%", "right")]
-    if references:
-        columns += [("still", "right"), ("expert", "right"), ("scorable", "left")]
+    if references:  # narrower names, so that the table still fits 80 columns
+        columns = [("task", "right"), ("split", "left"), ("rows", "right"), ("eps", "right"),
+                   ("first 10%", "right"), ("last 10%", "right"), ("still", "right"), ("expert", "right"), ("ok", "left")]
         sentence = uninformative_sentence(references)
         if sentence:
             t.caption = sentence
             t.caption_justify = "left"
     for name, justify in columns:
-        t.add_column(name, justify=justify)
+        t.add_column(name, justify=justify, no_wrap=name not in ("return first 10%", "return last 10%"))
 
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f}"

@@ -422,8 +422,9 @@ def render_card(
     if refs is None:
         add(f"The references {refs_note}.")
     else:
-        add("A return R on task i is reported as (R - stand-still) / (expert - stand-still): 0 is standing "
-            f"still, 1 the expert reference. Basis: {refs.get('basis')} ({refs_note}).")
+        add("A return R on task i is reported as (R - stand-still) / (expert - stand-still): 0 is the minimum "
+            f"reference (standing still, where the family has a way to do nothing), 1 the expert reference. "
+            f"Basis: {refs.get('basis')} ({refs_note}).")
         add("")
         add("| task | split | stand-still | random | expert | scorable |")
         add("| ---: | --- | ---: | ---: | ---: | --- |")

@@ -16,6 +16,7 @@ from torch import nn
 from omrl_algos import losses
 from omrl_algos.meta import Params, call, detached, params_of
 from omrl_algos.networks import GaussianPolicy, ValueNetwork
+from omrl_algos.targets import ValueTargets
 from omrl_data.batch import TaskBatch
 
 
@@ -24,26 +25,64 @@ class Agent:
 
     policy: the policy module (its own parameters are ignored; ``policy_params`` are used).
     value: the value module or None (algorithms without a critic).
+    action_center, action_half: ``[act_dim]``; the policy works in [-1, 1] and the env's action
+    is ``center + half * a`` (``MetaAlgorithm.set_action_bounds``); default: the [-1, 1] box.
+
+    The agent protocol: ``reset()`` at the start of an episode, ``act(obs)`` (deterministic) or
+    ``sample(obs, generator)`` (stochastic, the policy's own distribution), and
+    ``observe(transition)``; a parameter-adapting method's agent ignores ``observe``.
     """
 
-    def __init__(self, policy: GaussianPolicy, policy_params: Params, value: ValueNetwork | None = None, value_params: Params | None = None):
+    def __init__(
+        self,
+        policy: GaussianPolicy,
+        policy_params: Params,
+        value: ValueNetwork | None = None,
+        value_params: Params | None = None,
+        action_center: torch.Tensor | None = None,
+        action_half: torch.Tensor | None = None,
+    ):
         self.policy, self.value = policy, value
         self.policy_params = detached(policy_params)
         self.value_params = detached(value_params) if value_params is not None else None
+        self.action_center = action_center
+        self.action_half = action_half
+
+    def with_params(self, policy_params: Params, value_params: Params | None = None) -> "Agent":
+        """The same agent (modules, action box) with other parameters."""
+        return Agent(self.policy, policy_params, self.value, value_params, self.action_center, self.action_half)
 
     @property
     def device(self) -> torch.device:
         return next(iter(self.policy_params.values())).device
 
+    def reset(self) -> None:
+        """Start of an episode (nothing to forget for a parameter-adapting agent)."""
+
+    def observe(self, transition: dict[str, Any]) -> None:
+        """A transition of the current episode (ignored: the parameters are already adapted)."""
+
+    def to_env(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions in [-1, 1] -> the env's action box."""
+        if self.action_center is None:
+            return actions
+        return self.action_center.to(actions.device) + self.action_half.to(actions.device) * actions
+
     @torch.no_grad()
-    def act(self, observations: torch.Tensor) -> torch.Tensor:
-        """Deterministic actions (the tanh mean): ``[N, obs_dim] -> [N, act_dim]``."""
+    def mean(self, observations: torch.Tensor) -> torch.Tensor:
+        """The policy mean in [-1, 1]: ``[N, obs_dim] -> [N, act_dim]``."""
         return call(self.policy, self.policy_params, observations)
 
     @torch.no_grad()
+    def act(self, observations: torch.Tensor) -> torch.Tensor:
+        """Deterministic env actions (the mean, mapped to the env's box)."""
+        return self.to_env(self.mean(observations))
+
+    @torch.no_grad()
     def sample(self, observations: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Stochastic actions ``mean + sigma * eps`` clipped to [-1, 1]; noise from ``generator``."""
-        mean = self.act(observations)
+        """Stochastic actions in [-1, 1]: ``mean + sigma * eps`` clipped to the box; noise from
+        ``generator``. Map with :meth:`to_env` before stepping an env."""
+        mean = self.mean(observations)
         eps = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean.device)
         return (mean + self.policy.sigma * eps).clamp(-1.0, 1.0)
 
@@ -67,14 +106,42 @@ class MetaAlgorithm(nn.Module):
         self.optimizer: torch.optim.Optimizer | None = None
         self.policy: GaussianPolicy
         self.value: ValueNetwork | None = None
+        # The env's action box (set_action_bounds); networks work in [-1, 1]. Saved in state_dict.
+        self.register_buffer("action_center", torch.zeros(self.act_dim, device=self.device))
+        self.register_buffer("action_half", torch.ones(self.act_dim, device=self.device))
+
+    def set_action_bounds(self, low: Any, high: Any) -> None:
+        """The env's action box ``[low, high]`` (``dataset.action_bounds``)."""
+        low = torch.as_tensor(low, dtype=torch.float32, device=self.device).reshape(self.act_dim)
+        high = torch.as_tensor(high, dtype=torch.float32, device=self.device).reshape(self.act_dim)
+        self.action_center.copy_((high + low) / 2)
+        self.action_half.copy_((high - low) / 2)
+
+    def make_agent(self, policy_params: Params, value_params: Params | None = None) -> Agent:
+        """An agent acting with these parameters in the env's action box."""
+        return Agent(self.policy, policy_params, self.value, value_params, self.action_center, self.action_half)
 
     # ------------------------------------------------------------------------------ training
     def make_sampler(self, dataset: Any, seed: int, device: str | torch.device) -> Any:
-        """The training sampler over the dataset's train tasks."""
+        """The training sampler over the dataset's train tasks: actions in [-1, 1], bootstrap
+        fields when the config's ``bootstrap`` is on, ``meta_batch`` capped at the train tasks."""
         from omrl_data.sampler import TaskBatchSampler
 
-        meta_batch = min(int(getattr(self.config, "meta_batch", 5)), len(dataset.tasks.indices("train")))
-        return TaskBatchSampler(dataset, tasks="train", meta_batch=meta_batch, batch_size=int(getattr(self.config, "batch_size", 256)), seed=seed, device=device)
+        c = self.config
+        meta_batch = min(int(getattr(c, "meta_batch", 5)), len(dataset.tasks.indices("train")))
+        batch_size = int(getattr(c, "batch_size", getattr(c, "support_size", 256)))
+        return TaskBatchSampler(
+            dataset, tasks="train", meta_batch=meta_batch, batch_size=batch_size, seed=seed, device=device,
+            bootstrap=bool(getattr(c, "bootstrap", False)), normalise_actions=True,
+        )
+
+    def adaptation_kind(self) -> dict[str, Any]:
+        """How meta-test adaptation batches are drawn (``TaskBatchSampler.adaptation_batch``
+        keywords): the same kind of batch as the training support set."""
+        c = self.config
+        if getattr(c, "contiguous_support", False):
+            return {"contiguous": True, "stride": int(getattr(c, "support_stride", 1))}
+        return {"contiguous": False}
 
     def train_step(self, sampler: Any) -> dict[str, float]:
         """One outer update from batches of ``sampler``; returns metrics named ``train/...``."""
@@ -83,23 +150,30 @@ class MetaAlgorithm(nn.Module):
     # ---------------------------------------------------------------------------- evaluation
     def meta_agent(self) -> Agent:
         """The agent before adaptation (meta-parameters)."""
-        return Agent(self.policy, params_of(self.policy), self.value, params_of(self.value) if self.value is not None else None)
+        return self.make_agent(params_of(self.policy), params_of(self.value) if self.value is not None else None)
 
     def adapt(self, batch: TaskBatch) -> Agent:
         """The agent adapted on one task's batch ``[1, B, ...]`` (paper 001, Alg. 2)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ online fine-tuning losses
+    def value_targets(self) -> ValueTargets:
+        """The algorithm's value-target component (reward scale and bootstrap of its config)."""
+        c = self.config
+        return ValueTargets(float(getattr(c, "reward_scale", 1.0)), bool(getattr(c, "bootstrap", True)))
+
     def online_value_loss(self, agent: Agent, value_params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Value loss of online fine-tuning on flat rows ``{field: [N, ...]}`` (MC regression)."""
-        scale = getattr(self.config, "reward_scale", 1.0)
-        return losses.value_loss(call(agent.value, value_params, batch["observations"]), batch["mc_returns"] * scale)["loss"]
+        """Value loss of online fine-tuning on flat rows ``{field: [N, ...]}``: regression on the
+        shared targets, bootstrapped at truncations with the value being fine-tuned."""
+        targets = self.value_targets()(batch, lambda obs: call(agent.value, value_params, obs))
+        return losses.value_loss(call(agent.value, value_params, batch["observations"]), targets)["loss"]
 
     def online_policy_loss(self, agent: Agent, policy_params: Params, value_params: Params | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Policy loss of online fine-tuning: AWR with the current value (reference procedure)."""
         mean = call(agent.policy, policy_params, batch["observations"])
         with torch.no_grad():
-            adv = batch["mc_returns"] * getattr(self.config, "reward_scale", 1.0) - call(agent.value, value_params, batch["observations"])
+            value = lambda obs: call(agent.value, value_params, obs)  # noqa: E731
+            adv = self.value_targets()(batch, value) - value(batch["observations"])
         t = getattr(self.config, "temperature", 1.0)
         m = getattr(self.config, "max_weight", 20.0)
         return losses.awr_loss(mean, agent.policy.sigma, batch["actions"], adv, t, m)["loss"]

@@ -1,10 +1,14 @@
 """Evaluation on held-out tasks, shared by every algorithm.
 
 Offline adaptation (paper 001, Alg. 2): for each test task, the adaptation batch (a fixed set of
-``adapt_batch`` rows of that task's offline data, from ``TaskBatchSampler.adaptation_batch``),
-the algorithm's own ``adapt``, then deterministic rollouts (the policy mean) in the real task
-env. Each task reports the return before adaptation (meta-parameters), after adaptation, and of
-a uniform random policy, averaged over ``episodes`` episodes with fixed env seeds.
+``adapt_batch`` rows of that task's offline data, from ``TaskBatchSampler.adaptation_batch``, of
+the same kind as the algorithm's training support set: ``algo.adaptation_kind()``), the
+algorithm's own ``adapt``, then deterministic rollouts (the policy mean, mapped to the env's
+action box) in the real task env. Each task reports the return before adaptation
+(meta-parameters), after adaptation, and of a uniform random policy, averaged over ``episodes``
+episodes with fixed env seeds, raw and as a normalised score
+``(R - R_stand_still) / (R_expert - R_stand_still)`` against the dataset's references
+(``omrl_data.references``: the zero-action return and the expert tier's mean return).
 
 Online fine-tuning (paper 001 Table 1, paper 000 Table III; reference procedure): after
 adaptation, rounds of one stochastic episode each are added to a buffer that starts with the
@@ -22,6 +26,7 @@ import torch
 
 from omrl_algos.base import Agent
 from omrl_algos.config import EvalConfig
+from omrl_algos.targets import episode_targets
 from omrl_data.errors import BadInput
 
 
@@ -47,17 +52,16 @@ def rollout(env: Any, act: Callable[[np.ndarray], np.ndarray], seed: int) -> dic
         obs = next_obs
         if terminated or truncated:
             break
-    return {k: np.asarray(v, dtype=np.float32 if k != "terminated" else bool) for k, v in out.items()}
+    arrays = {k: np.asarray(v, dtype=np.float32 if k != "terminated" else bool) for k, v in out.items()}
+    arrays["final_observation"] = np.asarray(obs, dtype=np.float32)
+    return arrays
 
 
-def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """Return-to-go inside one episode: ``R_t = sum_{j >= t} gamma^(j - t) r_j``."""
-    out = np.zeros(len(rewards), dtype=np.float32)
-    running = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        running = float(rewards[t]) + gamma * running
-        out[t] = running
-    return out
+def normalised(ret: float, stand_still: float | None, expert: float | None) -> float | None:
+    """``(R - R_stand_still) / (R_expert - R_stand_still)``; None without a usable reference."""
+    if stand_still is None or expert is None or not np.isfinite(expert - stand_still) or abs(expert - stand_still) < 1e-9:
+        return None
+    return float((ret - stand_still) / (expert - stand_still))
 
 
 def agent_actor(agent: Agent, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
@@ -93,7 +97,9 @@ class Evaluator:
         if config.episodes < 1:
             raise BadInput(f"eval episodes={config.episodes} must be at least 1")
         # packed=False: on the CPU the evaluation sampler shares the dataset's arrays (no second copy).
-        self.sampler = TaskBatchSampler(dataset, tasks=tasks, batch_size=config.adapt_batch, seed=self.seed, device=self.device, packed=False, bootstrap=True)
+        self.sampler = TaskBatchSampler(
+            dataset, tasks=tasks, batch_size=config.adapt_batch, seed=self.seed, device=self.device, packed=False, bootstrap=True, normalise_actions=True
+        )
         small = [t for t in tasks if int(dataset.task_sizes[t]) < config.adapt_batch]
         if small:
             raise BadInput(f"test task {small[0]} holds {int(dataset.task_sizes[small[0]])} transitions, fewer than the adaptation batch of {config.adapt_batch}; lower eval.adapt_batch")
@@ -107,6 +113,7 @@ class Evaluator:
         self._random: dict[int, float] = {}
         self.gamma = float(dataset.metadata.get("gamma", 0.99))
         self.env(self.tasks[0])  # a dataset/env mismatch fails here, before any training
+        self._references: dict[str, Any] | None = None
 
     def env(self, task: int) -> Any:
         if task not in self._envs:
@@ -141,8 +148,24 @@ class Evaluator:
             self._random[task] = self.mean_return(task, lambda obs: rng.uniform(low, high).astype(np.float32), stream=1)
         return self._random[task]
 
-    def adaptation_batch(self, task: int) -> Any:
-        return self.sampler.adaptation_batch(task, self.config.adapt_batch)
+    def adaptation_batch(self, task: int, kind: dict[str, Any] | None = None) -> Any:
+        """The fixed adaptation batch of ``task`` (actions in [-1, 1]); ``kind``: the algorithm's
+        ``adaptation_kind()`` (i.i.d. rows when None)."""
+        return self.sampler.adaptation_batch(task, self.config.adapt_batch, **(kind or {}))
+
+    def references(self) -> dict[str, Any]:
+        """The dataset's normalised-score references (stand_still, expert, random per task)."""
+        if self._references is None:
+            from omrl_data.references import references_of
+
+            self._references = references_of(self.dataset)
+        return self._references
+
+    def reference(self, name: str, task: int) -> float | None:
+        values = self.references().get(name)
+        if values is None or values[task] is None:
+            return None
+        return float(values[task])
 
     def evaluate(self, algo: Any, online_steps: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Per-task returns before/after adaptation (and random, and online fine-tuning).
@@ -157,8 +180,9 @@ class Evaluator:
         algo.eval()
         rows = []
         before_actor = agent_actor(algo.meta_agent(), self.device)
+        kind = algo.adaptation_kind()
         for i, task in enumerate(self.tasks):
-            agent = algo.adapt(self.adaptation_batch(task))
+            agent = algo.adapt(self.adaptation_batch(task, kind))
             row: dict[str, Any] = {
                 "task": task,
                 "params": self.dataset.tasks.params[task],
@@ -167,13 +191,23 @@ class Evaluator:
             }
             if self.config.random_policy:
                 row["random"] = self.random_return(task)
+            row["stand_still"] = self.reference("stand_still", task)
+            row["expert"] = self.reference("expert", task)
+            row["normalised"] = {k: normalised(row[k], row["stand_still"], row["expert"]) for k in ("before", "after", "random") if k in row}
             if online:
                 row["online"] = {str(k): v for k, v in self.finetune_online(algo, agent, task, online, row["after"]).items()}
             rows.append(row)
             if progress is not None:
                 progress(i + 1, len(self.tasks))
         algo.train(was_training)
-        mean = {k: float(np.mean([r[k] for r in rows])) for k in ("before", "after", "random") if k in rows[0]}
+        mean: dict[str, Any] = {k: float(np.mean([r[k] for r in rows])) for k in ("before", "after", "random") if k in rows[0]}
+        for k in ("stand_still", "expert"):
+            values = [r[k] for r in rows]
+            mean[k] = None if any(v is None for v in values) else float(np.mean(values))
+        mean["normalised"] = {}
+        for k in rows[0]["normalised"]:
+            values = [r["normalised"][k] for r in rows]
+            mean["normalised"][k] = None if any(v is None for v in values) else float(np.mean(values))
         if online:
             mean["online"] = {str(s): float(np.mean([r["online"][str(s)] for r in rows])) for s in online}
         return {"tasks": rows, "mean": mean}
@@ -189,8 +223,10 @@ class Evaluator:
         value_params = {k: v.clone().requires_grad_(True) for k, v in agent.value_params.items()}
         opt_v = torch.optim.Adam(value_params.values(), lr=cfg.online_lr)
         opt_p = torch.optim.Adam(policy_params.values(), lr=cfg.online_lr)
-        batch = self.adaptation_batch(task)
-        buffer = {k: getattr(batch, k)[0].to(self.device) for k in ("observations", "actions", "mc_returns")}
+        batch = self.adaptation_batch(task, algo.adaptation_kind())
+        # The buffer holds actions in [-1, 1] (the policy's space) and the target fields.
+        names = ("observations", "actions", "mc_returns", "mc_bootstrap_discount", "bootstrap_observations")
+        buffer = {k: getattr(batch, k)[0].to(self.device) for k in names}
         gen = torch.Generator().manual_seed(_episode_seed(self.seed, task, 0, 2))
         results: dict[int, float] = {}
         steps, rounds = 0, 0
@@ -198,13 +234,20 @@ class Evaluator:
         while pending and pending[0] <= steps:
             results[pending.pop(0)] = after_return
         while pending:
-            current = Agent(agent.policy, policy_params, agent.value, value_params)
-            episode = rollout(env, lambda obs: current.sample(torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)[None], gen)[0].cpu().numpy(),
-                              _episode_seed(self.seed, task, 1000 + rounds, 3))
+            current = agent.with_params(policy_params, value_params)
+            taken: list[np.ndarray] = []
+
+            def explore(obs: np.ndarray) -> np.ndarray:
+                a = current.sample(torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)[None], gen)
+                taken.append(a[0].cpu().numpy())
+                return current.to_env(a)[0].cpu().numpy()
+
+            episode = rollout(env, explore, _episode_seed(self.seed, task, 1000 + rounds, 3))
+            fields = episode_targets(episode["rewards"], bool(episode["terminated"][-1]), episode["final_observation"], self.gamma)
             new = {
                 "observations": torch.as_tensor(episode["observations"], device=self.device),
-                "actions": torch.as_tensor(episode["actions"], device=self.device),
-                "mc_returns": torch.as_tensor(discounted_returns(episode["rewards"], self.gamma), device=self.device),
+                "actions": torch.as_tensor(np.stack(taken), device=self.device),
+                **{k: torch.as_tensor(v, device=self.device) for k, v in fields.items()},
             }
             buffer = {k: torch.cat([buffer[k], new[k]]) for k in buffer}
             steps += len(episode["rewards"])
@@ -222,6 +265,6 @@ class Evaluator:
                         loss.backward()
                         opt.step()
             while pending and pending[0] <= steps:
-                tuned = Agent(agent.policy, policy_params, agent.value, value_params)
+                tuned = agent.with_params(policy_params, value_params)
                 results[pending.pop(0)] = self.mean_return(task, agent_actor(tuned, self.device))
         return results

@@ -73,20 +73,31 @@ def evolve(
     noise: Params,
     tau: float,
     paths: str = "both",
+    relative: bool = False,
 ) -> tuple[Params, torch.Tensor, torch.Tensor]:
     """The evolving update of one task's parameters.
 
     params: adapted parameters ``p'`` ``{name: [*shape]}``; noise: ``{name: [P, *shape]}``;
     loss_fn: ``params -> scalar`` support loss. Returns ``(p*, weights [P], losses [P])``.
+    relative: the temperature is ``tau * |mean_k L(p_k)|`` (a constant), so the weights depend on
+    the copies' *relative* loss differences, not on the loss's units. With an absolute tau the
+    weights are one-hot as soon as the copies' losses differ by more than ~tau (measured: value
+    copies [4e-44, 1] at tau 0.05), and the update is "keep the better copy".
     """
     if paths not in PATHS:
         raise BadInput(f"evolving paths {paths!r} is not known; use one of {', '.join(PATHS)}")
     # The P copies' losses in one vectorised call (fewer, larger ops than a loop over copies).
     losses = vmap(loss_fn, randomness="error")({k: p.unsqueeze(0) + noise[k] for k, p in params.items()})
-    weights = torch.softmax(-losses / tau, dim=0)
+    temperature = tau * losses.detach().mean().abs().clamp_min(1e-8) if relative else tau
+    weights = torch.softmax(-losses / temperature, dim=0)
     # sum_k w_k (p + eps_k) = p + sum_k w_k eps_k because the weights sum to 1; the gradient
     # is the same (its part along p through the weights, (dL/dp* . p) * sum_k dw_k, is 0),
     # and no copy of the parameters is kept for the backward pass.
     base = params if paths == "both" else {k: p.detach() for k, p in params.items()}
     combined = {k: base[k] + torch.tensordot(weights, noise[k], dims=1) for k in params}
     return combined, weights, losses
+
+
+def weight_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Entropy of the evolving weights ``[P]`` in nats (log P when uniform, 0 when one-hot)."""
+    return -(weights * torch.log(weights.clamp_min(1e-30))).sum()

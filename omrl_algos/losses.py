@@ -20,13 +20,14 @@ def value_loss(values: torch.Tensor, mc_returns: torch.Tensor) -> dict[str, torc
 
 
 def awr_weights(advantages: torch.Tensor, temperature: float = 1.0, max_weight: float = 20.0) -> torch.Tensor:
-    """``exp(clamp(((A - mean A) / std A) / T, max=log max_weight))``, detached. ``[B] -> [B]``.
+    """``exp(clamp(((A - mean A) / std A) / T, max=log max_weight))``, detached. ``[..., B] -> [..., B]``.
 
-    Normalising A makes the weights independent of the reward scale; the clamp bounds the
+    Normalising A (over the last dimension: per task when given ``[T, B]``) makes the weights
+    independent of the reward scale and of between-task return offsets; the clamp bounds the
     weight of any one transition by ``max_weight`` (reference: 20).
     """
     a = advantages.detach()
-    z = (a - a.mean()) / (a.std() + 1e-8)
+    z = (a - a.mean(-1, keepdim=True)) / (a.std(-1, keepdim=True) + 1e-8)
     return torch.exp(torch.clamp(z / temperature, max=math.log(max_weight)))
 
 

@@ -13,13 +13,14 @@ advantage coefficient c are learned, stored as log values and applied through so
 Steps 1-2 repeat ``inner_steps`` times (interleaved, as in Alg. 2); meta-test runs the same
 adaptation on the test task's adaptation batch.
 
-Value targets are the Monte Carlo returns, bootstrapped where the episode was cut by the time
-limit: ``R_t + gamma^(T-t) V_target(s_T)`` with a slowly updated (Polyak) copy of the meta value,
-as the reference did (``bootstrap``; the sampler provides ``s_T`` and ``gamma^(T-t)``).
+Value targets come from the shared component (:mod:`omrl_algos.targets`): scaled Monte Carlo
+returns, bootstrapped where the episode was cut by the time limit. As in the reference, the
+outer (query) targets and the outer advantages bootstrap with the task's *adapted* value
+``R_t + gamma^(T-t) V_phi'(s_T)``, and the inner value step regresses on plain MC returns
+(``inner_bootstrap`` adds the bootstrap there too, with the meta value).
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,8 @@ class MacawConfig:
     meta_batch: int = 5  # tasks per meta-batch
     support_size: int = 256  # support (inner-loop) transitions per task
     query_size: int = 256  # query (outer-loop) transitions per task, disjoint from the support
-    contiguous_support: bool = True  # support = one window of consecutive rows (the reference's trajectory batches)
+    contiguous_support: bool = True  # support = one window of rows in collect order (the reference's trajectory batches); meta-test adapts on the same kind of window
+    support_stride: int = 7  # the window takes every k-th row (reference: its buffers were read every 7th transition, so 256 rows span ~9 episodes)
     inner_steps: int = 1  # inner SGD steps (value then policy per step)
     inner_lr_init: float = 1e-3  # initial inner lr; stored as log(lr), applied through softplus
     learn_inner_lrs: bool = True  # meta-learn the per-tensor inner lrs and c
@@ -72,9 +74,9 @@ class MacawConfig:
     first_order: bool = False  # drop second-order terms of the meta-gradient
     vmap: bool = True  # tasks of a meta-batch through torch.func.vmap; False = Python loop (same numbers)
     grad_clip: float = 0.0  # clip the meta-gradient norm per network; 0 = off
-    bootstrap: bool = True  # value targets R_t + gamma^(T-t) V_target(s_T) at time-limit truncations (reference); False = plain MC returns
-    target_tau: float = 0.005  # Polyak rate of the slowly updated target value network used for bootstrapping
-    reward_scale: float = 1.0  # returns are multiplied by this for the value (AWR weights do not depend on it)
+    bootstrap: bool = True  # outer value targets R_t + gamma^(T-t) V_phi'(s_T) at time-limit truncations, phi' the adapted value (reference); False = plain MC returns
+    inner_bootstrap: bool = False  # bootstrap the inner (support) value targets too, with the meta value (reference: off, no_bootstrap)
+    reward_scale: float = 1.0  # returns are multiplied by this for the value (AWR weights are normalised, so they do not depend on it)
 
 
 class Macaw(MetaAlgorithm):
@@ -89,8 +91,6 @@ class Macaw(MetaAlgorithm):
         self.policy = GaussianPolicy(
             obs_dim, act_dim, sigma=c.policy_sigma, adv_width=c.adv_width, advantage_head=c.advantage_head, **net
         ).to(self.device)
-        # The slowly updated copy of the meta value that bootstraps targets at truncations.
-        self.value_target = copy.deepcopy(self.value).requires_grad_(False)
         self.value_lrs = make_inner_lrs(self.value, c.inner_lr_init, self.device)
         self.policy_lrs = make_inner_lrs(self.policy, c.inner_lr_init, self.device)
         self.adv_coef = nn.Parameter(torch.tensor(raw_lr(c.adv_coef_init), device=self.device))
@@ -107,15 +107,6 @@ class Macaw(MetaAlgorithm):
     def _learned_scalars(self) -> list[nn.Parameter]:
         return list(self.value_lrs.parameters()) + list(self.policy_lrs.parameters()) + [self.adv_coef]
 
-    def make_sampler(self, dataset: Any, seed: int, device: str | torch.device) -> Any:
-        from omrl_data.sampler import TaskBatchSampler
-
-        n_train = len(dataset.tasks.indices("train"))
-        return TaskBatchSampler(
-            dataset, tasks="train", meta_batch=min(self.config.meta_batch, n_train), batch_size=self.config.support_size,
-            seed=seed, device=device, bootstrap=self.config.bootstrap,
-        )
-
     # ------------------------------------------------------------------------- pure pieces
     def meta_params(self) -> dict[str, Any]:
         """Everything the per-task function reads, as a pytree of tensors."""
@@ -128,23 +119,22 @@ class Macaw(MetaAlgorithm):
         }
 
     def _targets(self, task: dict) -> torch.Tensor:
-        """Value targets ``[B]``: ``R_t + gamma^(T-t) V_target(s_T)`` where the batch has the
-        bootstrap fields and ``bootstrap`` is on, else ``R_t``. A constant (no gradient).
+        """The rows' value targets ``[B]`` (set by :meth:`_support_targets` / :meth:`_query_targets`)."""
+        return task["targets"]
 
-        Without it, returns inside time-limited episodes shrink towards the end of the episode
-        for reasons the state cannot show, and AWR would weight transitions by their time step.
-        """
-        if "targets" in task:
-            return task["targets"]
-        targets = task["mc_returns"] * self.config.reward_scale
-        if self.config.bootstrap and "bootstrap_observations" in task:
-            target_params = {k: v.detach() for k, v in self.value_target.named_parameters()}
-            v_end = call(self.value, target_params, task["bootstrap_observations"])
-            targets = targets + task["mc_bootstrap_discount"] * v_end
-        return targets.detach()
+    def _support_targets(self, meta_value: dict, support: dict) -> dict:
+        """Support rows with inner targets: MC returns (scaled), bootstrapped with the meta value
+        only if ``inner_bootstrap``."""
+        value = None
+        if self.config.inner_bootstrap:
+            frozen = detached(meta_value)
+            value = lambda obs: call(self.value, frozen, obs)  # noqa: E731
+        return {**support, "targets": self.value_targets()(support, value)}
 
-    def _with_targets(self, task: dict) -> dict:
-        return {**task, "targets": self._targets(task)}
+    def _query_targets(self, value_params: dict, query: dict) -> dict:
+        """Query rows with outer targets, bootstrapped with the (detached) adapted value."""
+        frozen = detached(value_params)
+        return {**query, "targets": self.value_targets()(query, lambda obs: call(self.value, frozen, obs))}
 
     def _value_loss(self, value_params: dict, task: dict) -> dict[str, torch.Tensor]:
         return losses.value_loss(call(self.value, value_params, task["observations"]), self._targets(task))
@@ -165,7 +155,8 @@ class Macaw(MetaAlgorithm):
     def _adapt_params(self, meta: dict, support: dict, first_order: bool) -> tuple[dict, dict, dict]:
         """Inner loop on one task: returns adapted (value, policy) params and inner loss terms."""
         value, policy = meta["value"], meta["policy"]
-        support = self._with_targets(support)
+        if "targets" not in support:
+            support = self._support_targets(value, support)
         value_lrs = lrs_for(value, meta["value_lrs"])
         policy_lrs = lrs_for(policy, meta["policy_lrs"])
         adv_coef = F.softplus(meta["adv_coef"])
@@ -183,7 +174,7 @@ class Macaw(MetaAlgorithm):
         """Outer losses of one task (``task = {"support": {...}, "query": {...}}``, ``[B, ...]``)."""
         c = self.config
         value, policy, terms = self._adapt_params(meta, task["support"], c.first_order)
-        query = self._with_targets(task["query"])
+        query = self._query_targets(value, task["query"])
         outer_value = self._value_loss(value, query)
         mean = call(self.policy, policy, query["observations"])
         outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
@@ -202,7 +193,7 @@ class Macaw(MetaAlgorithm):
 
     def train_step(self, sampler: Any) -> dict[str, float]:
         c = self.config
-        support, query = sampler.sample_support_query(c.support_size, c.query_size, contiguous=c.contiguous_support)
+        support, query = sampler.sample_support_query(c.support_size, c.query_size, contiguous=c.contiguous_support, stride=c.support_stride)
         out = self.meta_losses(support, query)
         value_loss, policy_loss = out["value_loss"].mean(), out["policy_loss"].mean()
         self.optimizer.zero_grad(set_to_none=True)
@@ -220,9 +211,6 @@ class Macaw(MetaAlgorithm):
             nn.utils.clip_grad_norm_(self.value.parameters(), c.grad_clip)
             nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
         self.optimizer.step()
-        with torch.no_grad():
-            for target, p in zip(self.value_target.parameters(), self.value.parameters()):
-                target.lerp_(p, c.target_tau)
         for key in ("awr_weight_max", "inner_value_mse", "inner_awr", "inner_adv_mse"):
             if key in out:
                 metrics[f"train/{key}"] = float(out[key].mean())
@@ -245,4 +233,4 @@ class Macaw(MetaAlgorithm):
         meta = {k: (detached(v) if isinstance(v, dict) else v.detach()) for k, v in self.meta_params().items()}
         support = {k: v[0] for k, v in task_tensors(batch.to(self.device)).items()}
         value, policy, _ = self._adapt_params(meta, support, first_order=True)
-        return Agent(self.policy, policy, self.value, value)
+        return self.make_agent(policy, value)

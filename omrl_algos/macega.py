@@ -52,7 +52,7 @@ from torch.utils._pytree import tree_flatten
 
 from omrl_algos import losses
 from omrl_algos.agreement import agreement_weights, weighted_sum
-from omrl_algos.evolving import NOISE_TYPES, PATHS, draw_noise, evolve
+from omrl_algos.evolving import NOISE_TYPES, PATHS, draw_noise, evolve, weight_entropy
 from omrl_algos.macaw import Macaw, MacawConfig
 from omrl_algos.meta import call, detached, grad_norm, map_tasks, task_tensors
 from omrl_data.errors import BadInput
@@ -69,7 +69,8 @@ class MacegaConfig(MacawConfig):
     perturbations: int = 2  # P, perturbed copies per task and network (EvoGrad: K = 2)
     sigma: float = 1e-3  # perturbation scale (EvoGrad: 1e-3)
     noise: str = "sign"  # sign: sigma * sign(N(0, 1)) (EvoGrad); gaussian: sigma * N(0, 1)
-    tau: float = 0.05  # softmax temperature of the evolving weights (EvoGrad: 0.05)
+    tau: float = 0.05  # softmax temperature of the evolving weights (EvoGrad: 0.05); relative to the copies' mean loss when tau_relative
+    tau_relative: bool = True  # temperature tau * |mean_k L(p_k)|: weights follow relative loss differences, so they are not one-hot at any loss scale (absolute tau 0.05 gave weights [4e-44, 1])
     evolving_paths: str = "both"  # meta-gradient through copies' values and weights (both) or only the weights (weights; EvoGrad's strict form)
     no_evolving_gradient: bool = False  # ablation "No EG": phi* = phi', theta* = theta' (plain first-order SGD meta-gradient)
     no_gradient_agreement: bool = False  # ablation "No GA": average the policy meta-gradients instead of agreement weights
@@ -108,15 +109,22 @@ class Macega(Macaw):
         """
         c = self.config
         # Value targets once per batch (MC returns, bootstrapped at truncations as MACAW's).
-        support, query = self._with_targets(task["support"]), self._with_targets(task["query"])
+        support = self._support_targets(meta["value"], task["support"])
         value, policy, terms = self._adapt_params(meta, support, first_order=True)
         if not c.no_evolving_gradient:
             adv_coef = F.softplus(meta["adv_coef"])
             value_prime = value
-            value, v_w, _ = evolve(value, lambda p: self._value_loss(p, support)["loss"], task["noise"]["value"], c.tau, c.evolving_paths)
+            value, v_w, _ = evolve(value, lambda p: self._value_loss(p, support)["loss"], task["noise"]["value"], c.tau, c.evolving_paths, c.tau_relative)
             advantages = self._advantages(value_prime, support)  # once for all copies (a constant for the policy)
-            policy, p_w, _ = evolve(policy, lambda p: self._copy_policy_loss(p, advantages, adv_coef, support), task["noise"]["policy"], c.tau, c.evolving_paths)
-            terms = {**terms, "evolving_weight_max/value": v_w.max().detach(), "evolving_weight_max/policy": p_w.max().detach()}
+            policy, p_w, _ = evolve(policy, lambda p: self._copy_policy_loss(p, advantages, adv_coef, support), task["noise"]["policy"], c.tau, c.evolving_paths, c.tau_relative)
+            terms = {
+                **terms,
+                "evolving_weight_max/value": v_w.max().detach(),
+                "evolving_weight_max/policy": p_w.max().detach(),
+                "evolving_weight_entropy/value": weight_entropy(v_w).detach(),
+                "evolving_weight_entropy/policy": weight_entropy(p_w).detach(),
+            }
+        query = self._query_targets(value, task["query"])  # bootstrapped with phi* (detached)
         outer_value = self._value_loss(value, query)
         mean = call(self.policy, policy, query["observations"])
         outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
@@ -155,7 +163,7 @@ class Macega(Macaw):
     # ------------------------------------------------------------------------------ training
     def train_step(self, sampler: Any) -> dict[str, float]:
         c = self.config
-        support, query = sampler.sample_support_query(c.support_size, c.query_size, contiguous=c.contiguous_support)
+        support, query = sampler.sample_support_query(c.support_size, c.query_size, contiguous=c.contiguous_support, stride=c.support_stride)
         grads, out = self.per_task_gradients(support, query)
         n_tasks = support.num_tasks
         if c.no_gradient_agreement:
@@ -183,9 +191,6 @@ class Macega(Macaw):
             nn.utils.clip_grad_norm_(self.value.parameters(), c.grad_clip)
             nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
         self.optimizer.step()
-        with torch.no_grad():  # MACAW's slowly updated target value (bootstrapped targets)
-            for target, p in zip(self.value_target.parameters(), self.value.parameters()):
-                target.lerp_(p, c.target_tau)
         for key, value in out.items():
             if key not in ("value_loss", "policy_loss"):
                 metrics[f"train/{key}"] = float(value.mean())

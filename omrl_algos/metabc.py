@@ -37,7 +37,8 @@ class MetaBCConfig:
     meta_batch: int = 5  # tasks per meta-batch
     support_size: int = 256  # support (inner-loop) transitions per task
     query_size: int = 256  # query (outer-loop) transitions per task, disjoint from the support
-    contiguous_support: bool = True  # support = one window of consecutive rows (as MACAW)
+    contiguous_support: bool = True  # support = one window of rows in collect order (as MACAW); meta-test adapts on the same kind of window
+    support_stride: int = 7  # the window takes every k-th row (as MACAW)
     inner_steps: int = 1  # inner SGD steps
     inner_lr_init: float = 1e-3  # initial inner lr; stored as log(lr), applied through softplus
     learn_inner_lrs: bool = True  # meta-learn the per-tensor inner lrs
@@ -65,12 +66,6 @@ class MetaBC(MetaAlgorithm):
             groups.append({"params": list(self.policy_lrs.parameters()), "lr": c.lr_lr})
         self.optimizer = torch.optim.Adam(groups)
 
-    def make_sampler(self, dataset: Any, seed: int, device: str | torch.device) -> Any:
-        from omrl_data.sampler import TaskBatchSampler
-
-        n_train = len(dataset.tasks.indices("train"))
-        return TaskBatchSampler(dataset, tasks="train", meta_batch=min(self.config.meta_batch, n_train), batch_size=self.config.support_size, seed=seed, device=device)
-
     # ------------------------------------------------------------------------- pure pieces
     def _bc_loss(self, policy_params: dict, rows: dict) -> dict[str, torch.Tensor]:
         return losses.behaviour_cloning_loss(call(self.policy, policy_params, rows["observations"]), self.config.policy_sigma, rows["actions"])
@@ -93,7 +88,7 @@ class MetaBC(MetaAlgorithm):
     # ------------------------------------------------------------------------------ training
     def train_step(self, sampler: Any) -> dict[str, float]:
         c = self.config
-        support, query = sampler.sample_support_query(c.support_size, c.query_size, contiguous=c.contiguous_support)
+        support, query = sampler.sample_support_query(c.support_size, c.query_size, contiguous=c.contiguous_support, stride=c.support_stride)
         meta = {"policy": params_of(self.policy), "policy_lrs": dict(self.policy_lrs.items())}
         out = map_tasks(self.task_objective, meta, {"support": task_tensors(support), "query": task_tensors(query)}, use_vmap=c.vmap)
         loss = out["policy_loss"].mean()
@@ -119,4 +114,4 @@ class MetaBC(MetaAlgorithm):
         meta = {"policy": detached(params_of(self.policy)), "policy_lrs": {k: v.detach() for k, v in self.policy_lrs.items()}}
         support = {k: v[0] for k, v in task_tensors(batch.to(self.device)).items()}
         policy, _ = self._adapt_params(meta, support, first_order=True)
-        return Agent(self.policy, policy)
+        return self.make_agent(policy)

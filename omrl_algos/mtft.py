@@ -1,13 +1,17 @@
 """Offline MT+FT: multi-task AWR, then fine-tuning on the test task (paper 001's baseline).
 
-Training: one policy and one value network (MACAW's networks, no task input) on the pooled
-data of all training tasks: each step draws ``meta_batch`` tasks x ``batch_size`` rows and
-takes an Adam step on the value regression to MC returns (eq. 2) and one on AWR (eq. 1) with
-advantages ``R - V(s)`` from the current value (a constant for the policy).
+Training: one policy and one value network (MACAW's networks, no task input: a held-out task has
+no id) on the data of all training tasks: each step draws ``meta_batch`` tasks x ``batch_size``
+rows and takes an Adam step on the value regression (eq. 2) to the shared targets
+(:mod:`omrl_algos.targets`: scaled MC returns, bootstrapped at truncations with the current
+value) and one on AWR (eq. 1) with advantages ``y - V(s)``. The AWR weights are normalised *per
+task* (the reference computes its losses per task): pooled over tasks, the between-task offsets
+of the returns would dominate the advantages and the policy would imitate the best-paid task.
 
-Adaptation (meta-test): from the trained parameters, ``adapt_steps`` Adam steps (lr
-``adapt_lr``) on the test task's adaptation batch: the value first, then the policy's AWR
-with the fine-tuned value (reference.md section 6: 20 steps).
+Adaptation (meta-test): from the trained parameters, ``adapt_steps`` rounds on the test task's
+adaptation batch, each one Adam step on the value (lr ``adapt_value_lr``) and then one on the
+policy's AWR with the current value (lr ``adapt_policy_lr``), interleaved as the reference's
+``eval_multitask`` (value 1e-4, policy 1e-3; reference.md sections 6 and 9: 20 steps).
 """
 from __future__ import annotations
 
@@ -40,9 +44,12 @@ class MtftConfig:
     max_weight: float = 20.0  # AWR weights are clipped at this value
     value_lr: float = 1e-4  # Adam lr of the value network during multi-task training
     policy_lr: float = 1e-4  # Adam lr of the policy during multi-task training
-    adapt_steps: int = 20  # Adam steps on the test task's adaptation batch, per network (reference: 20)
-    adapt_lr: float = 1e-3  # Adam lr of those fine-tuning steps
+    adapt_steps: int = 20  # fine-tuning rounds on the test task's adaptation batch, one value and one policy step each (reference: 20)
+    adapt_value_lr: float = 1e-4  # Adam lr of the value's fine-tuning steps (reference: 1e-4)
+    adapt_policy_lr: float = 1e-3  # Adam lr of the policy's fine-tuning steps (reference: 1e-3)
     grad_clip: float = 0.0  # clip the gradient norm per network; 0 = off
+    bootstrap: bool = True  # value targets bootstrapped at time-limit truncations with the current value; False = plain MC returns
+    reward_scale: float = 1.0  # returns are multiplied by this for the value (AWR weights are normalised per task)
 
 
 class MultiTaskFineTune(MetaAlgorithm):
@@ -62,14 +69,20 @@ class MultiTaskFineTune(MetaAlgorithm):
         )
 
     # ------------------------------------------------------------------------- pure pieces
+    def targets(self, value_params: Params, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Shared value targets ``[T, B]`` of rows ``{field: [T, B, ...]}`` (bootstrapped with the
+        detached current value)."""
+        frozen = {k: v.detach() for k, v in value_params.items()}
+        return self.value_targets()(rows, lambda obs: call(self.value, frozen, obs))
+
     def value_loss(self, value_params: Params, rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return losses.value_loss(call(self.value, value_params, rows["observations"]), rows["mc_returns"])
+        return losses.value_loss(call(self.value, value_params, rows["observations"]), self.targets(value_params, rows))
 
     def policy_loss(self, policy_params: Params, value_params: Params, rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """AWR with advantages ``R - V(s)`` (a constant for the policy). rows: ``{field: [N, ...]}``."""
+        """AWR with advantages ``y - V(s)`` (constants), weights normalised per task. rows: ``[T, B, ...]``."""
         c = self.config
         with torch.no_grad():
-            adv = rows["mc_returns"] - call(self.value, value_params, rows["observations"])
+            adv = self.targets(value_params, rows) - call(self.value, value_params, rows["observations"])
         mean = call(self.policy, policy_params, rows["observations"])
         return losses.awr_loss(mean, c.policy_sigma, rows["actions"], adv, c.temperature, c.max_weight)
 
@@ -77,7 +90,7 @@ class MultiTaskFineTune(MetaAlgorithm):
     def train_step(self, sampler: Any) -> dict[str, float]:
         c = self.config
         batch = sampler.sample()
-        rows = _pooled(batch)
+        rows = _rows(batch)
         value_terms = self.value_loss(params_of(self.value), rows)
         policy_terms = self.policy_loss(params_of(self.policy), params_of(self.value), rows)
         self.optimizer.zero_grad(set_to_none=True)
@@ -97,24 +110,26 @@ class MultiTaskFineTune(MetaAlgorithm):
 
     # ---------------------------------------------------------------------------- meta-test
     def adapt(self, batch: TaskBatch) -> Agent:
-        """``adapt_steps`` Adam steps on the value, then on the policy, over the whole batch ``[1, B]``."""
+        """``adapt_steps`` interleaved Adam steps (value, then policy) on the whole batch ``[1, B]``."""
         c = self.config
-        rows = _pooled(batch.to(self.device))
+        rows = _rows(batch.to(self.device))
         value = _trainable(params_of(self.value))
         policy = _trainable(params_of(self.policy))
+        opt_v = torch.optim.Adam(list(value.values()), lr=c.adapt_value_lr)
+        opt_p = torch.optim.Adam(list(policy.values()), lr=c.adapt_policy_lr)
         with torch.enable_grad():
-            for params, loss_fn in ((value, lambda: self.value_loss(value, rows)), (policy, lambda: self.policy_loss(policy, value, rows))):
-                opt = torch.optim.Adam(list(params.values()), lr=c.adapt_lr)
-                for _ in range(c.adapt_steps):
+            for _ in range(c.adapt_steps):
+                for opt, loss_fn in ((opt_v, lambda: self.value_loss(value, rows)), (opt_p, lambda: self.policy_loss(policy, value, rows))):
                     opt.zero_grad(set_to_none=True)
                     loss_fn()["loss"].backward()
                     opt.step()
-        return Agent(self.policy, policy, self.value, value)
+        return self.make_agent(policy, value)
 
 
-def _pooled(batch: TaskBatch) -> dict[str, torch.Tensor]:
-    """The batch's rows of all its tasks as flat ``{field: [T * B, ...]}`` (no task input)."""
-    return {k: getattr(batch, k).flatten(0, 1) for k in ("observations", "actions", "mc_returns")}
+def _rows(batch: TaskBatch) -> dict[str, torch.Tensor]:
+    """The fields the losses read, ``{field: [T, B, ...]}`` (tasks kept apart: per-task AWR weights)."""
+    names = ("observations", "actions", "mc_returns", "mc_bootstrap_discount", "bootstrap_observations")
+    return {k: getattr(batch, k) for k in names if getattr(batch, k) is not None}
 
 
 def _trainable(params: Params) -> Params:

@@ -21,14 +21,17 @@ from torch import nn
 class WeightTransformLinear(nn.Module):
     """``y = x @ W.T + b`` with ``[W, b] = map(z)``.
 
-    z: ``[latent_dim]`` latent, initialised N(0, 1/out_features) (the reference's init).
-    map: ``nn.Linear(latent_dim, out_features * in_features + out_features)``.
+    z: ``[latent_dim]`` latent, initialised with standard deviation ``1 / out_features`` (the
+    reference's ``normal_(0, 1/out)``; an earlier version used ``sqrt(1/out)``, 10x larger at
+    width 100, which made one inner step overshoot, README "Weight transforms").
+    map: ``nn.Linear(latent_dim, out_features * in_features + out_features)`` (default init, as
+    the reference: at init ``[W, b]`` is mostly the map's bias).
     """
 
     def __init__(self, in_features: int, out_features: int, latent_dim: int = 100):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.latent = nn.Parameter(torch.randn(latent_dim) * math.sqrt(1.0 / out_features))
+        self.latent = nn.Parameter(torch.randn(latent_dim) / out_features)
         self.map = nn.Linear(latent_dim, out_features * in_features + out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,8 +86,9 @@ class GaussianPolicy(nn.Module):
 
     ``forward(obs) -> mean [..., act_dim]`` (in [-1, 1]; the deterministic action).
     ``mean_and_advantage(obs, actions) -> (mean [..., act_dim], advantage [...])``: the
-    advantage head reads the last hidden pre-activation concatenated with the action
-    (``adv_width`` hidden units, then 1), as in MACAW's Figure 2.
+    advantage head reads the last hidden pre-activation concatenated with the action, through
+    a ReLU (as the reference's ``head_seq``), then ``adv_width`` hidden units, then 1 (MACAW's
+    Figure 2). Means and actions are in [-1, 1]; agents map them to the env's action box.
     """
 
     def __init__(
@@ -115,7 +119,7 @@ class GaussianPolicy(nn.Module):
         out, pre = self.body(observations)
         if not self.has_advantage_head:
             raise RuntimeError("this policy was built without an advantage head")
-        h = F.relu(self.adv_hidden(torch.cat([pre, actions], dim=-1)))
+        h = F.relu(self.adv_hidden(F.relu(torch.cat([pre, actions], dim=-1))))
         return torch.tanh(out), self.adv_out(h).squeeze(-1)
 
 

@@ -181,11 +181,16 @@ def restore(ckpt: dict[str, Any], algo: Any, sampler: Any | None, device: torch.
 # --------------------------------------------------------------------------------------- loop
 def eval_metrics(result: dict[str, Any]) -> dict[str, float]:
     m = result["mean"]
-    out = {f"eval/return_{k}": v for k, v in m.items() if k != "online"}
+    out = {f"eval/return_{k}": v for k, v in m.items() if k not in ("online", "normalised") and v is not None}
+    for k, v in (m.get("normalised") or {}).items():
+        if v is not None:
+            out[f"eval/normalised_{k}"] = v
     for s, v in m.get("online", {}).items():
         out[f"eval/online_return_{s}"] = v
     for row in result["tasks"]:
         out[f"eval/task_{row['task']}/return_after"] = row["after"]
+        if (row.get("normalised") or {}).get("after") is not None:
+            out[f"eval/task_{row['task']}/normalised_after"] = row["normalised"]["after"]
     return out
 
 
@@ -221,6 +226,7 @@ def train(
 
     torch.manual_seed(cfg.train.seed)
     algo = build_algorithm(cfg, dataset.obs_dim, dataset.act_dim, device)
+    algo.set_action_bounds(*dataset.action_bounds)
     sampler = algo.make_sampler(dataset, cfg.train.seed, device)
     evaluator = Evaluator(dataset, cfg.eval, seed=cfg.train.seed, device=device, make_env=make_env)
     start = 0

@@ -142,6 +142,26 @@ class MultiTaskDataset:
         return float(self.metadata.get("gamma", 0.99))
 
     @property
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low [act_dim], high [act_dim])`` float32: the env's action box from the metadata.
+
+        Stored actions are in these bounds; algorithms work in [-1, 1] (the sampler's
+        ``normalise_actions``) and agents map back. Unbounded or missing bounds read as [-1, 1].
+        """
+        space = self.metadata.get("action_space") or {}
+        n = self.act_dim
+
+        def bound(x: Any, default: float) -> np.ndarray:
+            arr = np.full(n, default, np.float64) if x is None else np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)).copy()
+            arr[~np.isfinite(arr)] = default
+            return arr.astype(np.float32)
+
+        low, high = bound(space.get("low"), -1.0), bound(space.get("high"), 1.0)
+        bad = ~(high > low)
+        low[bad], high[bad] = -1.0, 1.0
+        return low, high
+
+    @property
     def obs_dim(self) -> int:
         return int(self.fields["observations"].shape[1])
 

@@ -67,6 +67,7 @@ class TaskBatchSampler:
         device: str | torch.device = "cpu",
         packed: bool | None = None,
         bootstrap: bool = False,
+        normalise_actions: bool = False,
     ):
         self.dataset = dataset
         self.device = torch.device(device)
@@ -111,6 +112,13 @@ class TaskBatchSampler:
             rows = int(self._offsets[-1])
             disc = np.zeros(rows, np.float32) if disc is None else np.asarray(disc, dtype=np.float32)
             self._bootstrap_discount = torch.from_numpy(np.ascontiguousarray(disc)).to(self.device)
+        # normalise_actions=True: actions are mapped from the env's box (dataset.action_bounds)
+        # to [-1, 1] on the way out; the stored data keeps the env's own actions.
+        self.normalise_actions = bool(normalise_actions)
+        if self.normalise_actions:
+            low, high = (torch.as_tensor(x, dtype=torch.float32) for x in dataset.action_bounds)
+            self._action_center = ((high + low) / 2).to(self.device)
+            self._action_half = ((high - low) / 2).to(self.device)
 
     # ---------------------------------------------------------------------------------- set-up
     def _resolve_pool(self, tasks: str | Sequence[int], n_tasks: int) -> list[int]:
@@ -262,6 +270,8 @@ class TaskBatchSampler:
         t, b = rows.shape
         flat = rows.reshape(-1).to(self.device)
         out = self._read(flat, t, b)
+        if self.normalise_actions:
+            out["actions"] = (out["actions"] - self._action_center) / self._action_half
         if self.bootstrap:
             out["mc_bootstrap_discount"] = self._bootstrap_discount.index_select(0, flat).view(t, b)
             out["bootstrap_observations"] = self._read_one("next_observations", self._end_row.index_select(0, flat)).view(t, b, -1)
@@ -298,12 +308,16 @@ class TaskBatchSampler:
         query: int = 256,
         contiguous: bool = False,
         tasks: Sequence[int] | None = None,
+        stride: int = 1,
     ) -> tuple[TaskBatch, TaskBatch]:
         """(support ``[T, B1, ...]``, query ``[T, B2, ...]``) for the same T tasks, with no row
         in both (MACAW's D_tr / D_ts). Rows are drawn without replacement inside a task;
-        ``contiguous=True`` makes the support set one window of B1 consecutive rows (collect
-        order, as the MACAW reference) and draws the query set from the other rows."""
+        ``contiguous=True`` makes the support set one window of B1 rows in collect order, every
+        ``stride``-th row (the MACAW reference read every 7th transition, so its 256-row window
+        spans about 9 episodes), and draws the query set from the rows outside the window's span.
+        A task too short for the span gets the largest stride that fits (at least 1)."""
         b1, b2 = _positive(support, "support"), _positive(query, "query")
+        stride = _positive(stride, "stride")
         task_ids = self._draw_tasks(tasks)
         starts, sizes = self._offsets[task_ids], self._sizes[task_ids]
         if not contiguous:
@@ -313,11 +327,13 @@ class TaskBatchSampler:
         if bool(short.any()):
             i = int(torch.nonzero(short)[0])
             raise BadInput(f"support + query = {b1 + b2} rows but task {int(task_ids[i])} holds {int(sizes[i])}; lower them")
-        first = self._randint((sizes - b1 + 1)[:, None], (len(task_ids), 1))  # window start
-        support_rows = first + torch.arange(b1)
-        # Query rows: distinct rows of the task with the window cut out, then shifted past it.
-        q = self._distinct_rows(sizes - b1, b2, "query", task_ids)
-        q = q + b1 * (q >= first)
+        steps = window_strides(sizes, b1, b2, stride)  # [T]
+        span = (b1 - 1) * steps + 1  # rows covered by each task's window
+        first = self._randint((sizes - span + 1)[:, None], (len(task_ids), 1))  # window start
+        support_rows = first + torch.arange(b1) * steps[:, None]
+        # Query rows: distinct rows of the task with the window's span cut out, then shifted past it.
+        q = self._distinct_rows(sizes - span, b2, "query", task_ids)
+        q = q + span[:, None] * (q >= first)
         return (
             self._gather(task_ids, support_rows + starts[:, None]),
             self._gather(task_ids, q + starts[:, None]),
@@ -412,13 +428,14 @@ class TaskBatchSampler:
             raise BadInput(f"anchor task {int(anchors[lonely][0])} has no other task in the pool {self.pool} to draw negatives from")
         return torch.softmax(logits, dim=1)
 
-    def adaptation_batch(self, task: int, size: int = 256, contiguous: bool = False) -> TaskBatch:
+    def adaptation_batch(self, task: int, size: int = 256, contiguous: bool = False, stride: int = 1) -> TaskBatch:
         """``[1, size, ...]``: the batch used to adapt on ``task`` (any task of the dataset).
 
         Rows: ``size`` distinct rows of the task, uniform, from a generator seeded by
-        ``(seed, task)`` alone; ``contiguous=True`` gives one window of ``size`` consecutive
-        rows instead. The same (seed, task, size, contiguous) always gives the same rows, and
-        the call does not advance the sampler's own stream.
+        ``(seed, task)`` alone; ``contiguous=True`` gives one window of ``size`` rows in collect
+        order instead, every ``stride``-th row (as :meth:`sample_support_query`). The same
+        (seed, task, size, contiguous, stride) always gives the same rows, and the call does not
+        advance the sampler's own stream.
         """
         (t,) = self._check_task_indices([task], "task")
         size = _positive(size, "size")
@@ -431,7 +448,9 @@ class TaskBatchSampler:
         self._generator.manual_seed(seed)
         try:
             if contiguous:
-                local = self._randint(n - size + 1, (1, 1)) + torch.arange(size)
+                steps = window_strides(n, size, 0, _positive(stride, "stride"))
+                span = (size - 1) * steps + 1
+                local = self._randint(n - span + 1, (1, 1)) + torch.arange(size) * steps[:, None]
             else:
                 local = self._distinct_rows(n, size, "adaptation batch", task_ids)
         finally:
@@ -512,6 +531,12 @@ class _Episodes:
         length = np.diff(np.append(start, n))
         task_first = np.searchsorted(start, offsets, side="left").astype(np.int64)
         return cls(torch.from_numpy(start), torch.from_numpy(length), torch.from_numpy(task_first))
+
+
+def window_strides(sizes: torch.Tensor, window: int, rest: int, stride: int) -> torch.Tensor:
+    """Per task, the largest stride <= ``stride`` whose ``window``-row span leaves ``rest`` rows. ``[T]``."""
+    fits = (sizes - rest - 1) // max(window - 1, 1)
+    return torch.clamp(torch.minimum(fits, torch.full_like(sizes, stride)), min=1)
 
 
 def _positive(value: Any, name: str) -> int:

@@ -142,32 +142,6 @@ def test_inner_lrs_and_adv_coef_get_meta_gradients():
     assert float(grads["adv_coef"].abs()) > 0  # c acts only through the inner policy step
 
 
-def test_value_targets_bootstrap_at_truncation():
-    torch.manual_seed(0)
-    algo = Macaw(MacawConfig(**SMALL), obs_dim=3, act_dim=2)
-    task = {k: v[0] for k, v in task_tensors(make_batch(1, 16, 3, 2, 3)).items()}
-    v_end = algo.value_target(task["bootstrap_observations"]).detach()
-    expected = task["mc_returns"] + task["mc_bootstrap_discount"] * v_end
-    torch.testing.assert_close(algo._targets(task), expected)
-    assert not torch.allclose(expected, task["mc_returns"])
-    algo.config.bootstrap = False
-    torch.testing.assert_close(algo._targets(task), task["mc_returns"])
-
-
-def test_target_value_follows_the_value_slowly():
-    torch.manual_seed(0)
-    algo = Macaw(MacawConfig(**SMALL, contiguous_support=False, target_tau=0.5), obs_dim=3, act_dim=2)
-    before = [p.clone() for p in algo.value_target.parameters()]
-
-    class Sampler:
-        def sample_support_query(self, s, q, contiguous=False):
-            return make_batch(3, s, 3, 2, 1), make_batch(3, q, 3, 2, 2)
-
-    algo.train_step(Sampler())
-    for b, t, p in zip(before, algo.value_target.parameters(), algo.value.parameters()):
-        torch.testing.assert_close(t, 0.5 * b + 0.5 * p)
-
-
 # --------------------------------------------------------------------------- meta-gradients
 def test_vmap_and_loop_give_the_same_meta_gradients():
     a, b = meta_grads(vmap=True), meta_grads(vmap=False)

@@ -266,6 +266,10 @@ def compute_references(dataset, episodes: int = REFERENCE_EPISODES, seed: int | 
     """
     meta = dataset.metadata
     family = meta.get("family") or dataset.tasks.family
+    if dataset.path is not None and seed is None and episodes == REFERENCE_EPISODES:
+        inherited = _references_of_parent(Path(dataset.path), meta)
+        if inherited is not None:
+            return inherited
     try:
         return compute_references_for(
             family, dataset.tasks.params, lambda i: dataset.task_arrays(i), meta.get("horizon"),
@@ -277,11 +281,15 @@ def compute_references(dataset, episodes: int = REFERENCE_EPISODES, seed: int | 
 
 def compute_references_of_folder(folder: str | Path, meta: Mapping[str, Any] | None = None, episodes: int = REFERENCE_EPISODES) -> dict[str, Any]:
     """The references of a dataset folder (a committed version or a staging folder), reading only
-    the columns they need from zarr."""
+    the columns they need from zarr. A slice whose parent is in the same catalog gets the
+    parent's, re-indexed (as ``slice_dataset`` stores them)."""
     from omrl_data.store import catalog, zarr_io
     from omrl_data.tasks.table import TaskTable
 
     meta = dict(meta if meta is not None else catalog.read_metadata(folder))
+    inherited = _references_of_parent(Path(folder), meta)
+    if inherited is not None:
+        return inherited
     table = TaskTable.from_dict(meta["tasks"])
     family = meta.get("family") or table.family
     try:
@@ -291,6 +299,22 @@ def compute_references_of_folder(folder: str | Path, meta: Mapping[str, Any] | N
         )
     except BadInput as e:
         raise BadInput(f"cannot compute the references of {catalog.dataset_id_of(folder)}: {e}") from None
+
+
+def _references_of_parent(folder: Path, meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A slice's references from its parent (same catalog root), or None (not a slice, parent
+    gone, or its tasks cannot be built)."""
+    from omrl_data.slicing import _parent_references
+    from omrl_data.store import catalog
+
+    lineage = meta.get("lineage") or {}
+    if lineage.get("op") != "slice" or not lineage.get("parent") or lineage.get("parent_tasks") is None:
+        return None
+    try:
+        parent_dir = catalog.resolve(lineage["parent"], folder.resolve().parents[2])
+        return _parent_references(parent_dir, catalog.read_metadata(parent_dir), [int(j) for j in lineage["parent_tasks"]])
+    except (OmrlError, IndexError, OSError, TypeError, ValueError):
+        return None
 
 
 def check_references(refs: Any, n_tasks: int) -> dict[str, Any]:

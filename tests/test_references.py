@@ -303,3 +303,22 @@ def test_minari_import_keeps_references_only_for_the_exported_tasks(bandit_rando
     assert "references" not in meta  # two of the four exported tasks: the stored lists do not apply
     refs = omrl_data.load(part, root=root).references
     assert refs["expert"] == parent["expert"][1:3]
+
+
+def test_older_slice_gets_its_parents_references(bandit_random):
+    """A slice written before references existed: computing (in memory or by the command) uses
+    the parent's, re-indexed, not the slice's own rows."""
+    from omrl_data.slicing import SliceSpec, slice_dataset
+
+    root, dataset_id = bandit_random
+    parent = catalog.read_metadata(catalog.resolve(dataset_id, root))["references"]
+    sid = slice_dataset(dataset_id, "old", SliceSpec(tasks=(2, 0), quality="medium"), root=root)
+    folder = catalog.resolve(sid, root)
+    meta = catalog.read_metadata(folder)
+    meta.pop("references")  # as an older omrl wrote it
+    manifest.write_json_atomic(folder / METADATA_FILE, meta)
+    manifest.write_manifest(folder)
+    assert omrl_data.load(sid, root=root).references["expert_tier"] == [parent["expert_tier"][2], parent["expert_tier"][0]]
+    refs, written = R.store_references(sid, root)
+    assert written and refs["from_parent"] == dataset_id and refs["stand_still"] == [parent["stand_still"][2], parent["stand_still"][0]]
+    assert manifest.verify(folder) == []

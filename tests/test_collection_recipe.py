@@ -39,6 +39,15 @@ def test_family_default_gamma_and_explicit_override():
     assert "default gamma 0.01" in bandit_module.__doc__.lower()  # stated where the family is described
 
 
+def test_families_lists_the_default_gammas():
+    res = runner.invoke(app, ["families"])
+    assert res.exit_code == 0 and "default --gamma 0.99 (bandit 0.01)" in " ".join(res.output.split())
+    import json
+
+    rows = json.loads(runner.invoke(app, ["families", "--json"]).output)
+    assert {r["name"]: r["default_gamma"] for r in rows}["bandit"] == 0.01
+
+
 def test_resume_and_card_commands_name_gamma_only_when_not_the_family_default():
     assert "--gamma" not in resume_command(CollectConfig(family="bandit", tasks=3, mode="random"), None)
     assert "--gamma 0.99" in resume_command(CollectConfig(family="bandit", tasks=3, mode="random", gamma=0.99), None)

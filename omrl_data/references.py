@@ -231,7 +231,7 @@ def compute_references_for(
                 expert.append(float(horizon * probs.max()))
                 continue
             if env is None:
-                env = family.make_env(p, **dict(env_kwargs or {}))
+                env = _make_env(family, p, env_kwargs)
             env.unwrapped.set_task(p)
             stand.append(float(np.mean(rollout_returns(env, "zero", episodes, _seed_of(seed, i, 0)))))
             rand.append(float(np.mean(rollout_returns(env, "random", episodes, _seed_of(seed, i, 1)))))
@@ -251,6 +251,16 @@ def compute_references_for(
         "margin": {"relative": RELATIVE_MARGIN, "per_step": PER_STEP_MARGIN},
         "basis": basis,
     }
+
+
+def _make_env(family, params: Mapping[str, Any], env_kwargs: Mapping[str, Any] | None):
+    """The family's env, or BadInput when it cannot be built here (missing simulator, bad kwargs)."""
+    try:
+        return family.make_env(dict(params), **dict(env_kwargs or {}))
+    except OmrlError:
+        raise
+    except (ImportError, TypeError, ValueError, RuntimeError) as e:
+        raise BadInput(f"cannot build the {family.name} env here ({type(e).__name__}: {e})") from None
 
 
 def _seed_from(meta: Mapping[str, Any]) -> int:

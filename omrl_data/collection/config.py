@@ -8,6 +8,18 @@ MODES = ("shared", "per-task", "random")
 BACKENDS = ("local", "ray")
 
 
+def family_gamma(family: str) -> float | None:
+    """The family's ``default_gamma`` (0.99; the bandit 0.01), or None for a name that is not a
+    family (validation then names the accepted families)."""
+    from omrl_data.errors import BadInput
+    from omrl_data.tasks import get_family
+
+    try:
+        return float(get_family(family).default_gamma)
+    except BadInput:
+        return None
+
+
 @dataclass
 class SacConfig:
     """Stable-Baselines3 SAC settings used by the `shared` and `per-task` modes."""
@@ -63,15 +75,3 @@ class CollectConfig:
         if "net_arch" in sac:
             sac["net_arch"] = tuple(sac["net_arch"])
         return cls(**d, sac=SacConfig(**sac))
-
-
-def family_gamma(family: str) -> float | None:
-    """The family's ``default_gamma`` (0.99; the bandit 0.01), or None for a name that is not a
-    family (validation then names the accepted families)."""
-    from omrl_data.errors import BadInput
-    from omrl_data.tasks import get_family
-
-    try:
-        return float(get_family(family).default_gamma)
-    except BadInput:
-        return None

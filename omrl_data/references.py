@@ -383,7 +383,8 @@ def store_references(id_or_path: str | Path, root: str | Path | None = None, for
     new ``metadata.json`` with the references and a changelog entry that names the previous
     manifest checksum, ``manifest.json`` with the new metadata entry), checked, and swapped in
     with one atomic ``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel lacks it). The
-    loading cache moves to the new checksum. The manifest checksum changes, so a published copy
+    loading cache of the old checksum is removed (the next load rebuilds it: the cache records
+    the version's files, and metadata.json changed). The manifest checksum changes, so a published copy
     should be published again; slices keep the old checksum in their lineage.
     """
     from omrl_data.schema import MANIFEST_FILE, METADATA_FILE
@@ -425,7 +426,7 @@ def store_references(id_or_path: str | Path, root: str | Path | None = None, for
             _swap(tmp, folder)  # tmp now holds the old version
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _move_cache(old_checksum, manifest.manifest_checksum(folder), root)
+        catalog.remove_cache(old_checksum, root)  # keyed by the old checksum; the next load rebuilds it
     return refs, True
 
 
@@ -463,27 +464,6 @@ def _swap(a: Path, b: Path) -> None:
     os.replace(a, b)
     os.replace(aside, a)
     manifest.fsync_dir(b.parent)
-
-
-def _move_cache(old: str, new: str, root: str | Path | None) -> None:
-    """Re-key the loading cache of a version whose data did not change (only its metadata)."""
-    import json
-
-    from omrl_data.store import catalog, manifest
-
-    cache_root = catalog.resolve_root(root) / catalog.CACHE_DIR
-    src, dst = cache_root / old, cache_root / new
-    if not src.is_dir() or dst.exists():
-        return
-    try:
-        from omrl_data.dataset import CACHE_INFO
-
-        info = json.loads((src / CACHE_INFO).read_text())
-        info["manifest_checksum"] = new
-        manifest.write_json_atomic(src / CACHE_INFO, info)
-        os.replace(src, dst)
-    except (OSError, ValueError):
-        catalog.remove_cache(old, root)  # the next load rebuilds it
 
 
 __all__ = [

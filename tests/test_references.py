@@ -327,3 +327,17 @@ def test_older_slice_gets_its_parents_references(bandit_random):
     refs, written = R.store_references(sid, root)
     assert written and refs["from_parent"] == dataset_id and refs["stand_still"] == [parent["stand_still"][2], parent["stand_still"][0]]
     assert manifest.verify(folder) == []
+
+
+def test_references_command_without_renameat2_uses_two_renames(omrl_home, monkeypatch):
+    dataset_id = write_bandit_dataset(n_train=1, n_test=1, n_rows=50)
+    folder = catalog.resolve(dataset_id)
+
+    def no_libc(*a, **k):
+        raise OSError("no libc here")
+
+    monkeypatch.setattr(R.ctypes, "CDLL", no_libc)
+    refs, written = R.store_references(dataset_id)
+    assert written and manifest.verify(folder) == []
+    assert catalog.read_metadata(folder)["references"] == refs
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # nothing left aside

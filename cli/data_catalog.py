@@ -66,10 +66,14 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (summary, metadata, per-task statistics)."),
     root: Optional[Path] = RootOption,
 ) -> None:
-    """Metadata, lineage, per-task counts and return statistics of one dataset."""
+    """Metadata, lineage, per-task counts and return statistics of one dataset, and its
+    normalised-score references per task (stand-still, random, expert tier; uninformative tasks
+    flagged)."""
     from omrl_data.store import catalog
 
     d = catalog.info(dataset, root)
+    refs, refs_note = _references(Path(d["path"]), d["metadata"])
+    d["references"], d["references_note"] = refs, refs_note
     if as_json:
         print(json.dumps(d, indent=1, default=str))
         return
@@ -120,6 +124,64 @@ def info_cmd(
             _fmt(t["return_last10pct"]),
         )
     console.print(table)
+    _print_references(refs, refs_note, d["id"])
+
+
+def _references(folder: Path, meta: dict):
+    """``(references, note)``: the stored ones, else computed now in memory (note says so), else
+    None with the reason (e.g. task parameters this family cannot build)."""
+    from omrl_data.errors import OmrlError
+    from omrl_data.references import compute_references_of_folder
+
+    if meta.get("references") is not None:
+        parent = meta["references"].get("from_parent")
+        return meta["references"], "stored in the metadata" + (f" (those of its parent {parent}, re-indexed)" if parent else "")
+    try:
+        return compute_references_of_folder(folder, meta), "computed now, not stored (`omrl-data references ID` stores them)"
+    except OmrlError as e:
+        return None, f"cannot be computed: {e}"
+
+
+def _print_references(refs, note: str, dataset_id: str) -> None:
+    from omrl_data.references import uninformative_sentence
+
+    if refs is None:
+        console.print(f"[yellow]normalised-score references {note}[/]", highlight=False, soft_wrap=True)
+        return
+    table = Table(title="normalised-score references (raw returns)", caption="normalised = (R - stand-still) / (expert - stand-still)")
+    for col in ("task", "stand-still", "random", "expert", "scorable"):
+        table.add_column(col, justify="left" if col == "scorable" else "right", no_wrap=True)
+    for i, (lo, rnd, hi, ok) in enumerate(zip(refs["stand_still"], refs["random"], refs["expert"], refs["informative"])):
+        table.add_row(str(i), _fmt(lo), _fmt(rnd), _fmt(hi), "yes" if ok else "[bold red]no: uninformative[/]")
+    console.print(table)
+    console.print(f"[dim]basis: {refs.get('basis', '-')}; {refs.get('episodes')} rollouts per task; {note}[/]", highlight=False, soft_wrap=True)
+    sentence = uninformative_sentence(refs)
+    if sentence:
+        console.print(f"[yellow]{sentence}[/]", highlight=False, soft_wrap=True)
+
+
+def references_cmd(
+    dataset: str = typer.Argument(..., help="Dataset id (omrl/<family>/<name>[-v<N>]) or folder."),
+    force: bool = typer.Option(False, "--force", help="Recompute and rewrite references the version already has."),
+    root: Optional[Path] = RootOption,
+) -> None:
+    """Compute the normalised-score references of a version and write them into its metadata.
+
+    For versions made before references existed (newer collections have them). The version is
+    verified, then rewritten atomically (data hard-linked, new metadata.json and manifest.json,
+    one atomic swap); `omrl-data verify` passes afterwards. Its manifest checksum changes.
+    """
+    from omrl_data.references import store_references
+    from omrl_data.store import catalog, manifest
+
+    folder = catalog.resolve(dataset, root)
+    name = catalog.dataset_id_of(folder)
+    refs, written = store_references(folder, root, force=force)
+    if written:
+        console.print(f"[green]written[/] references into {name} (manifest {manifest.manifest_checksum(folder)[:16]}...)")
+    else:
+        console.print(f"{name} already has references (use --force to recompute them)")
+    _print_references(refs, "stored in the metadata", name)
 
 
 def verify_cmd(
@@ -178,5 +240,7 @@ def register(app: typer.Typer) -> None:
     app.command("list", epilog=ex("omrl-data list", "omrl-data list --json --root /data/omrl",
                                   "omrl-data list --remote s3://bucket/datasets"))(user_errors(list_cmd))
     app.command("info", epilog=ex("omrl-data info omrl/ant_dir/replay", "omrl-data info omrl/ant_dir/replay-v1 --json"))(user_errors(info_cmd))
+    app.command("references", epilog=ex("omrl-data references omrl/cheetah_vel/replay-v1",
+                                         "omrl-data references omrl/cheetah_vel/replay-v1 --force"))(user_errors(references_cmd))
     app.command("verify", epilog=ex("omrl-data verify omrl/ant_dir/replay-v1"))(user_errors(verify_cmd))
     app.command("delete", epilog=ex("omrl-data delete omrl/ant_dir/expert-v2", "omrl-data delete omrl/ant_dir/expert-v2 --yes"))(user_errors(delete_cmd))

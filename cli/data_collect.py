@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("shared", "--mode", help="shared (one SAC over all tasks of a shard) | per-task | random."),
         checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Save the policy every C env steps per task (0 = never)."),
         checkpoint_rollouts: int = typer.Option(0, "--checkpoint-rollouts", help="Stochastic episodes rolled out from each checkpoint."),
-        gamma: float = typer.Option(0.99, "--gamma", help="Discount of the stored Monte Carlo returns."),
+        gamma: Optional[float] = typer.Option(None, "--gamma", help="Discount of the stored Monte Carlo returns (default: the family's, 0.99; bandit 0.01; see `omrl-data families`)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Parallel workers (tasks in per-task/random mode, task shards in shared mode); default: one per CPU core."),
         backend: str = typer.Option("local", "--backend", help="local processes | ray tasks."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Existing Ray cluster (default: start a local Ray runtime)."),

@@ -32,7 +32,7 @@ def _compact(value: Any) -> str:
 def families_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """The task families: env id, parameters, observation and action dims, horizon, papers.
+    """The task families: env id, parameters, observation and action dims, horizon, papers (default gamma in the caption).
 
     Examples:
 
@@ -46,7 +46,10 @@ def families_cmd(
     if as_json:
         print(json.dumps(rows, indent=1))
         return
-    table = Table(title="task families", box=box.SIMPLE_HEAD, caption="--json adds parameter shapes and descriptions")
+    gammas = sorted({r["default_gamma"] for r in rows}, key=lambda g: -sum(r["default_gamma"] == g for r in rows))
+    other = ", ".join(f"{r['name']} {r['default_gamma']:g}" for r in rows if r["default_gamma"] != gammas[0])
+    caption = f"default --gamma {gammas[0]:g}" + (f" ({other})" if other else "") + "; --json adds parameter shapes and descriptions"
+    table = Table(title="task families", box=box.SIMPLE_HEAD, caption=caption)
     table.add_column("family / env id", no_wrap=True)
     table.add_column("parameters", overflow="fold")
     for col in ("obs", "act", "horizon"):

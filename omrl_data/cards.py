@@ -194,7 +194,7 @@ def collect_command(collection: dict[str, Any]) -> str:
     """
     from omrl_data.collection.config import CollectConfig, SacConfig
 
-    defaults = CollectConfig(family="", tasks=0).to_dict()
+    defaults = CollectConfig(family=str(collection.get("family") or ""), tasks=0).to_dict()  # gamma: the family's default
     parts = [f"omrl-data collect {collection.get('family')} --tasks {collection.get('tasks')}"]
     for key, value in collection.items():
         if key in ("family", "tasks", "sac", "split_args", "ray_address") or key not in defaults or value == defaults[key]:
@@ -323,7 +323,7 @@ def render_card(
         f"Multi-task offline dataset of the **{family}** task family"
         + (f" ({desc})" if desc else "")
         + f": {row['tasks']} tasks ({row['train_tasks']} train / {row['test_tasks']} test), "
-        f"{row['transitions']:,} transitions in {n_eps:,} episodes, gamma {meta.get('gamma')}, horizon {meta.get('horizon')}."
+        f"{row['transitions']:,} transitions in {n_eps:,} episodes, gamma {meta.get('gamma')}{_gamma_note(fam, meta.get('gamma'))}, horizon {meta.get('horizon')}."
     )
     add("")
     if lineage.get("op") == "slice":
@@ -343,6 +343,10 @@ def render_card(
     add("")
     if note:
         add(note)
+        add("")
+    refs, refs_note = _card_references(folder, meta)
+    if refs is not None and _uninformative_sentence(refs):
+        add(f"**Warning.** {_uninformative_sentence(refs)}")
         add("")
     add(f"![learning progress]({plot_name})")
     add("")
@@ -413,6 +417,23 @@ def render_card(
             add(f"| {t['index']} | {t.get('split')} | {tier} | {r['episodes']} | {r['transitions']} | {_fmt(r['return_mean'])} | {_fmt(r['return_min'])} | {_fmt(r['return_max'])} |")
     add("")
 
+    add("## Normalised-score references")
+    add("")
+    if refs is None:
+        add(f"The references {refs_note}.")
+    else:
+        add("A return R on task i is reported as (R - stand-still) / (expert - stand-still): 0 is the minimum "
+            f"reference (standing still, where the family has a way to do nothing), 1 the expert reference. "
+            f"Basis: {refs.get('basis')} ({refs_note}).")
+        add("")
+        add("| task | split | stand-still | random | expert | scorable |")
+        add("| ---: | --- | ---: | ---: | ---: | --- |")
+        for t in tasks:
+            i = int(t["index"])
+            add(f"| {i} | {t.get('split')} | {_fmt(refs['stand_still'][i])} | {_fmt(refs['random'][i])} | {_fmt(refs['expert'][i])} | "
+                f"{'yes' if refs['informative'][i] else '**no**: the expert tier does not clearly beat standing still'} |")
+    add("")
+
     add("## Schema")
     add("")
     add(f"One zarr v3 group per task (`data.zarr/tasks/NNNN`), one array per field, rows in collect order. obs_dim = {meta.get('obs_dim')}, act_dim = {meta.get('act_dim')}.")
@@ -478,6 +499,36 @@ def render_card(
         add(f"- {entry.get('date')}: `{entry.get('id') or dataset_id}`: {entry.get('change')}")
     add("")
     return "\n".join(L)
+
+
+def _gamma_note(fam: Any, gamma: Any) -> str:
+    """`` (the family's default)`` or what the family's default is, so a card states it."""
+    default = getattr(fam, "default_gamma", None)
+    if default is None or gamma is None:
+        return ""
+    if float(gamma) == float(default):
+        return " (the family's default" + ("; bandit pulls carry no state, so a pull's value is its reward" if fam.name == "bandit" else "") + ")"
+    return f" (the family's default is {default:g})"
+
+
+def _card_references(folder: Path, meta: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The version's references (stored, else computed now) and where they come from."""
+    from omrl_data.errors import OmrlError
+    from omrl_data.references import compute_references_of_folder
+
+    if meta.get("references") is not None:
+        parent = meta["references"].get("from_parent")
+        return meta["references"], "stored in the dataset metadata" + (f"; those of its parent `{parent}`, re-indexed to its tasks" if parent else "")
+    try:
+        return compute_references_of_folder(folder, meta), "computed for this card; `omrl-data references ID` stores them"
+    except OmrlError as e:
+        return None, f"could not be computed ({e})"
+
+
+def _uninformative_sentence(refs: dict[str, Any]) -> str | None:
+    from omrl_data.references import uninformative_sentence
+
+    return uninformative_sentence(refs)
 
 
 def _family(name: str):

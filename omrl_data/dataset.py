@@ -30,6 +30,9 @@ lineage           for slices and imports: ``{"parent": id, "parent_manifest": ch
                   "spec": {...slice spec...}}``; absent for collected datasets
 source_names      ``{"0": "replay", "1": "checkpoint", "2": "random"}``: values of ``source``
 task_rows         rows per task (set by the writer at commit)
+references        normalised-score references per task (stand_still, random, expert,
+                  informative, episodes, basis): see ``omrl_data.references``; computed on first
+                  use of ``dataset.references`` when absent (older versions)
 """
 from __future__ import annotations
 
@@ -165,6 +168,14 @@ class MultiTaskDataset:
     @property
     def act_dim(self) -> int:
         return int(self.fields["actions"].shape[1])
+
+    @property
+    def references(self) -> dict[str, Any]:
+        """Normalised-score references per task (``omrl_data.references.references_of``): the
+        stored ones, else computed once (a few rollouts per task) and kept in memory."""
+        from omrl_data.references import references_of
+
+        return references_of(self)
 
     def task_arrays(self, i: int) -> dict[str, np.ndarray]:
         """Field name -> the rows of task ``i`` (views, no copy)."""

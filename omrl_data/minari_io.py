@@ -195,6 +195,7 @@ def export_minari(
         raise BadInput(
             f"Minari dataset {taken[0]} already exists; pick another --namespace or delete it with `minari delete {taken[0]}`"
         )
+    refs = _export_references(folder, meta)
     obs_space = space_from_json(meta.get("observation_space") or {"shape": [meta["obs_dim"]]})
     act_space = space_from_json(meta.get("action_space") or {"shape": [meta["act_dim"]]})
 
@@ -224,6 +225,7 @@ def export_minari(
                     "omrl_task_index": i,
                     "omrl_split": table.split[i],
                     "omrl_task_params": params,
+                    **_reference_scores(refs, i),
                 }
             )
             n_ep = ds.total_episodes
@@ -257,6 +259,32 @@ def export_minari(
                 pass
         raise
     return ids
+
+
+def _export_references(folder: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The version's normalised-score references (stored, else computed now; None if impossible)."""
+    from omrl_data.references import compute_references_of_folder
+
+    if meta.get("references") is not None:
+        return meta["references"]
+    try:
+        return compute_references_of_folder(folder, meta)
+    except OmrlError:
+        return None
+
+
+def _reference_scores(refs: dict[str, Any] | None, i: int) -> dict[str, Any]:
+    """Minari's ``ref_min_score`` / ``ref_max_score`` of task i (stand-still and expert
+    references), so that ``minari.get_normalized_score`` gives omrl's normalised score."""
+    if not refs or refs["expert"][i] is None or refs["stand_still"][i] is None:
+        return {}
+    return {
+        "ref_min_score": float(refs["stand_still"][i]),
+        "ref_max_score": float(refs["expert"][i]),
+        "num_episodes_average_score": int(refs.get("episodes") or 0),
+        "omrl_reference_basis": str(refs.get("basis", "")),
+        "omrl_informative": bool(refs["informative"][i]),
+    }
 
 
 def _where(name: str) -> str:
@@ -435,11 +463,20 @@ def import_minari(
             if on_task:
                 on_task(i + 1, len(loaded))
         meta["tasks"] = table.to_dict()
+        _keep_references_if_same_tasks(meta, src, table)
         staged.commit(meta)
     except BaseException:
         staged.abort()
         raise
     return staged.dataset_id
+
+
+def _keep_references_if_same_tasks(meta: dict[str, Any], src: MinariSource, table) -> None:
+    """Exported references hold only for the exported tasks in their order; otherwise drop them
+    (they are computed again on load, or stored by ``omrl-data references``)."""
+    exported = [t.get("params") for t in ((src.metadata or {}).get("tasks") or {}).get("tasks", [])]
+    if meta.get("references") is not None and exported != [dict(p) for p in table.params]:
+        meta.pop("references")
 
 
 def _params_from_minari(ds, raw: dict[str, Any]) -> dict[str, Any] | None:

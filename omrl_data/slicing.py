@@ -340,6 +340,10 @@ def slice_dataset(
         new_meta = {k: v for k, v in meta.items() if k not in _VERSION_KEYS}
         new_meta["tasks"] = new_table.to_dict()
         new_meta.pop("task_stats", None)  # statistics of the parent's rows; `info` recomputes them
+        refs = _parent_references(parent_dir, meta, keep)
+        new_meta.pop("references", None)
+        if refs is not None:
+            new_meta["references"] = refs
         if isinstance(meta.get("learner_stats"), dict):  # per-task learner summaries, re-keyed by slice index
             new_meta["learner_stats"] = {str(i): meta["learner_stats"][str(j)] for i, j in enumerate(keep) if str(j) in meta["learner_stats"]}
         new_meta["lineage"] = {
@@ -361,6 +365,32 @@ def slice_dataset(
         staged.abort()
         raise
     return staged.dataset_id
+
+
+def _parent_references(parent_dir: Path, meta: dict[str, Any], keep: list[int]) -> dict[str, Any] | None:
+    """The parent's normalised-score references re-indexed to the slice's tasks.
+
+    A slice keeps its parent's references (computed now if the parent has none) rather than
+    recomputing them from its own rows: stand-still and random belong to the task, and the
+    expert reference stays the expert tier of the whole collection, so a method trained on the
+    ``random`` or ``medium`` slice is scored on the same scale as one trained on all the data.
+    None when the parent's tasks cannot be built here (the slice then has none either).
+    """
+    from omrl_data.errors import OmrlError
+    from omrl_data.references import compute_references_of_folder
+
+    refs = meta.get("references")
+    if refs is None:
+        try:
+            refs = compute_references_of_folder(parent_dir, meta)
+        except OmrlError:
+            return None
+    out = dict(refs)
+    for key, values in refs.items():
+        if isinstance(values, list) and len(values) == len((meta.get("tasks") or {}).get("tasks", [])):
+            out[key] = [values[j] for j in keep]
+    out["from_parent"] = catalog.dataset_id_of(parent_dir)
+    return out
 
 
 def _select_tasks(table, spec: SliceSpec) -> list[int]:

@@ -8,6 +8,18 @@ MODES = ("shared", "per-task", "random")
 BACKENDS = ("local", "ray")
 
 
+def family_gamma(family: str) -> float | None:
+    """The family's ``default_gamma`` (0.99; the bandit 0.01), or None for a name that is not a
+    family (validation then names the accepted families)."""
+    from omrl_data.errors import BadInput
+    from omrl_data.tasks import get_family
+
+    try:
+        return float(get_family(family).default_gamma)
+    except BadInput:
+        return None
+
+
 @dataclass
 class SacConfig:
     """Stable-Baselines3 SAC settings used by the `shared` and `per-task` modes."""
@@ -37,12 +49,16 @@ class CollectConfig:
     mode: str = "shared"  # shared | per-task | random
     checkpoint_every: int = 0  # save the policy every C env steps per task (0 = never)
     checkpoint_rollouts: int = 0  # stochastic episodes rolled out from each checkpoint
-    gamma: float = 0.99  # discount of the stored Monte Carlo returns
+    gamma: float | None = None  # discount of the stored Monte Carlo returns; None = the family's default_gamma
     workers: int = 1  # parallel processes (tasks in per-task mode, task shards in shared mode)
     backend: str = "local"  # local processes or ray tasks
     ray_address: str | None = None  # existing Ray cluster; None starts a local Ray runtime
     device: str = "cpu"  # torch device of the SAC learners
     sac: SacConfig = field(default_factory=SacConfig)  # learner hyperparameters
+
+    def __post_init__(self) -> None:
+        if self.gamma is None:
+            self.gamma = family_gamma(self.family)
 
     def dataset_name(self) -> str:
         return self.name or ("random" if self.mode == "random" else "replay")

@@ -54,19 +54,37 @@ def plan_table(plan: CollectionPlan, dataset_id: str | None = None, done: set[in
     return t
 
 
-def summary_table(stats: list[dict[str, Any]], title: str) -> Table:
-    """Per task: transitions, episodes, mean return of the first and last 10% of its episodes."""
+def summary_table(stats: list[dict[str, Any]], title: str, references: dict[str, Any] | None = None) -> Table:
+    """Per task: transitions, episodes, mean return of the first and last 10% of its episodes;
+    with ``references`` also the stand-still and expert references (``still``, ``expert``), and in
+    ``ok`` a "no" on each task whose expert tier does not clearly beat standing still (the
+    caption then says why that matters)."""
+    from omrl_data.references import uninformative_sentence
+
     t = Table(title=title, title_justify="left")
-    for name, justify in (("task", "right"), ("split", "left"), ("transitions", "right"), ("episodes", "right"),
-                          ("return first 10%", "right"), ("return last 10%", "right")):
-        t.add_column(name, justify=justify)
+    columns = [("task", "right"), ("split", "left"), ("transitions", "right"), ("episodes", "right"),
+               ("return first 10%", "right"), ("return last 10%", "right")]
+    if references:  # narrower names, so that the table still fits 80 columns
+        columns = [("task", "right"), ("split", "left"), ("rows", "right"), ("eps", "right"),
+                   ("first 10%", "right"), ("last 10%", "right"), ("still", "right"), ("expert", "right"), ("ok", "left")]
+        sentence = uninformative_sentence(references)
+        if sentence:
+            t.caption = sentence
+            t.caption_justify = "left"
+    for name, justify in columns:
+        t.add_column(name, justify=justify, no_wrap=name not in ("return first 10%", "return last 10%"))
 
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f}"
 
     for s in stats:
-        t.add_row(str(s["index"]), s.get("split", ""), f"{s['transitions']:,}", f"{s['episodes']:,}",
-                  fmt(s.get("return_first10pct")), fmt(s.get("return_last10pct")))
+        row = [str(s["index"]), s.get("split", ""), f"{s['transitions']:,}", f"{s['episodes']:,}",
+               fmt(s.get("return_first10pct")), fmt(s.get("return_last10pct"))]
+        if references:
+            i = int(s["index"])
+            ok = references["informative"][i]
+            row += [fmt(references["stand_still"][i]), fmt(references["expert"][i]), "yes" if ok else "[bold red]no[/]"]
+        t.add_row(*row)
     return t
 
 

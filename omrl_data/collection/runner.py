@@ -200,6 +200,9 @@ def _run(staged: writer.StagedDataset, plan: CollectionPlan, done: set[int], pro
                     s[ours] = learner[theirs]
             task_stats.append(s)
         meta = build_metadata(plan, task_stats, learner_stats)
+        refs = _references(staged, meta, console if progress else None)
+        if refs is not None:
+            meta["references"] = refs
         # Wall time of this run (the last one, if the collection was resumed), workers to commit.
         meta["collection"]["wall_seconds"] = round(time.perf_counter() - started, 2)
         meta["collection"]["resumed"] = bool(done) or not new
@@ -220,8 +223,24 @@ def _run(staged: writer.StagedDataset, plan: CollectionPlan, done: set[int], pro
         elapsed = planning.human_seconds(time.perf_counter() - started)
         estimate = "" if plan.est_seconds is None else f", estimated {planning.human_seconds(plan.est_seconds)}"
         title = f"{staged.dataset_id}: {sum(s['transitions'] for s in task_stats):,} transitions in {elapsed}{estimate}"
-        console.print(summary_table(task_stats, title))
+        console.print(summary_table(task_stats, title, meta.get("references")))
     return staged.dataset_id
+
+
+def _references(staged: writer.StagedDataset, meta: dict[str, Any], console: Console | None) -> dict[str, Any] | None:
+    """Normalised-score references of the staged tasks (a few seeded rollouts per task, seconds).
+    A failure here must not lose the collection: it is reported and the version is committed
+    without them (``omrl-data references ID`` adds them later)."""
+    from omrl_data.references import REFERENCE_EPISODES, compute_references_of_folder
+
+    if console is not None:
+        console.print(f"[dim]normalised-score references: {REFERENCE_EPISODES} stand-still and random rollouts per task...[/]")
+    try:
+        return compute_references_of_folder(staged.path, meta)
+    except OmrlError as e:
+        if console is not None:
+            console.print(f"[yellow]no references: {e}[/]", highlight=False, soft_wrap=True)
+        return None
 
 
 def _load_learner_stats(staged: writer.StagedDataset) -> dict[str, Any]:

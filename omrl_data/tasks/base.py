@@ -8,7 +8,8 @@ Contract used by collection, catalog, sampler and evaluation (keep these signatu
 - ``family.make_env(params, **kwargs) -> gymnasium.Env`` (time limit = ``family.horizon``,
   truncation on the limit); ``env.unwrapped.set_task(params)`` switches task in place.
 - ``family.obs_dim``, ``family.act_dim``, ``family.env_id``, ``family.param_names``,
-  ``family.horizon``, ``family.papers``.
+  ``family.horizon``, ``family.papers``, ``family.default_gamma`` (the discount a collection
+  stores Monte Carlo returns with unless ``--gamma`` says otherwise).
 
 Splits that need an order of the tasks (``interpolation``, ``extrapolation``) use
 ``family.order_key(params)``, a scalar named by ``family.order_name``; ``extrapolation`` trains
@@ -40,6 +41,7 @@ class TaskFamily(abc.ABC):
     order_name: str = ""  # what order_key measures, e.g. "target_velocity"
     default_train_range: tuple[float, float] | None = None  # extrapolation: train on keys in [lo, hi)
     description: str = ""  # one line for `omrl-data families`
+    default_gamma: float = 0.99  # discount of the stored Monte Carlo returns unless --gamma is given
 
     @abc.abstractmethod
     def sample_params(self, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -111,6 +113,7 @@ class TaskFamily(abc.ABC):
             "max_tasks": self.max_tasks,
             "grid": self.grid_params(2) is not None,
             "papers": list(self.papers),
+            "default_gamma": self.default_gamma,
             "description": self.description,
         }
 

@@ -91,14 +91,14 @@ class FidelityResult:
         return [o for o in self.outcomes if o.action == "failed"]
 
 
-def _names(value: Any, accepted: tuple[str, ...], what: str, flag: str) -> tuple[str, ...]:
+def _names(value: Any, accepted: tuple[str, ...], what: str, flag: str, budget: str) -> tuple[str, ...]:
     items = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
     items = [v for v in items if v]
     if not items:
-        raise BadInput(f"{flag} needs at least one {what}; accepted: {', '.join(accepted)}")
+        raise BadInput(f"{flag} needs at least one {what}; budget {budget} accepts: {', '.join(accepted)}")
     bad = [v for v in items if v not in accepted]
     if bad:
-        raise BadInput(f"unknown {what} {bad[0]!r} in {flag}; accepted: {', '.join(accepted)}")
+        raise BadInput(f"unknown {what} {bad[0]!r} in {flag}; budget {budget} accepts: {', '.join(accepted)}")
     return tuple(dict.fromkeys(items))
 
 
@@ -115,9 +115,9 @@ def plan_fidelity(options: FidelityOptions) -> FidelityPlan:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise BadInput(f"--workers must be a positive integer, got {workers!r}")
     families = recipes.families_of(options.budget) if options.families is None else _names(
-        options.families, recipes.families_of(options.budget), f"family of budget {options.budget!r}", "--families")
+        options.families, recipes.families_of(options.budget), "family", "--families", options.budget)
     registered = tuple(a for a in algorithm_names() if a in budget["algo"])
-    algorithms = _names(options.algorithms, registered, f"algorithm of budget {options.budget!r}", "--algorithms")
+    algorithms = _names(options.algorithms, registered, "algorithm", "--algorithms", options.budget)
     out = Path(options.out) if options.out is not None else Path("studies") / f"fidelity-{options.budget}"
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} is a file; give a folder for the study")

@@ -73,6 +73,31 @@ def fidelity(
         sys.exit(1)
 
 
+@app.command(
+    help="Show a budget's recipes: the collection command of each family and every algorithm's training settings.",
+    epilog="Examples:\n\n  omrl-study recipes\n\n  omrl-study recipes --budget full\n\n  omrl-study recipes --json",
+)
+@user_errors
+def recipes(
+    budget: str = typer.Option("small", "--budget", help="small | full | tiny"),
+    as_json: bool = typer.Option(False, "--json", help="print the recipes as JSON"),
+) -> None:
+    import json
+
+    from omrl_studies.recipes import describe
+
+    d = describe(budget)
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
+    for family, f in d["families"].items():
+        console.print(f"[bold]{family}[/]: {f['tasks']} tasks ({f['train_tasks']} train, test {f['test_tasks']}), "
+                      f"{f['transitions']:,} transitions", highlight=False)
+        console.print(f"  {f['collect']}", highlight=False, soft_wrap=True)
+        for algo, settings in f["training"].items():
+            console.print(f"  [dim]{algo}:[/] " + " ".join(settings), highlight=False, soft_wrap=True)
+
+
 def print_summary(rows: list[dict], title: str) -> None:
     table = Table(title=title, caption="normalised: (R - stand still) / (expert tier - stand still); mean ± std over seeds")
     for col in ("family", "algorithm", "normalised after", "normalised before", "return after", "return before",

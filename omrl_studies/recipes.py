@@ -55,8 +55,10 @@ _SMALL_META = {
 BUDGETS: dict[str, dict[str, Any]] = {
     # ============================================================================ small (2-core CPU)
     # Wall-time plan on the idle 2-core machine, 2 workers: collection ~12 min (cheetah_dir ~5.5,
-    # cheetah_vel ~5.5, point robot ~1, bandit < 0.2), training 48 runs ~30 min (MACEGA is the
-    # dearest: ~2x MACAW per meta-step; MT+FT the cheapest), evaluation inside the runs.
+    # cheetah_vel ~6, point robot ~0.5, bandit < 0.2); training 48 runs ~23 min. Per meta-step at
+    # these sizes (meta-batch 5, measured at load 5.5 and scaled by ~2.5 for an idle machine):
+    # MACAW ~0.045 s, MACEGA ~0.08 s, meta-BC ~0.023 s, MT+FT ~0.006 s; cheetah_dir (2 tasks) ~0.6x
+    # that; ~10 s per run for start-up and evaluations. Headroom: ~25 min.
     "small": {
         "collect": {
             "cheetah_dir": dict(
@@ -95,12 +97,12 @@ BUDGETS: dict[str, dict[str, Any]] = {
         },
         "train": {
             "cheetah_dir": {
-                "train.steps": 2_000,  # meta-steps; MACAW ~20 it/s here at these sizes
-                "train.eval_every": 500,  # also the resume granularity (latest.pt)
+                "train.steps": 3_000,  # meta-steps; issue 14 saw MACAW (no WT) / MT+FT learn by 3,000-4,000
+                "train.eval_every": 750,  # also the resume granularity (latest.pt)
                 "eval.episodes": 3,  # deterministic rollouts per test task and policy
             },
             "cheetah_vel": {
-                "train.steps": 1_500,
+                "train.steps": 2_000,
                 "train.eval_every": 500,
                 "eval.episodes": 3,
             },
@@ -271,3 +273,24 @@ def _format(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(_format(x) for x in v) + "]"
     return str(v)
+
+
+def describe(budget: str) -> dict[str, Any]:
+    """The budget as plain data: per family the collection command and recipe, per (family,
+    algorithm) the training settings. (``omrl-study recipes`` prints it.)"""
+    from omrl_data.collection.plan import make_plan, resume_command
+
+    b = check_budget(budget)
+    out: dict[str, Any] = {"budget": budget, "families": {}}
+    for family in families_of(budget):
+        cfg = collect_config(budget, family, workers=2)
+        plan = make_plan(cfg)
+        out["families"][family] = {
+            "collect": resume_command(plan.config, None).removesuffix(" --resume"),
+            "tasks": plan.n_tasks,
+            "train_tasks": len(plan.tasks.indices("train")),
+            "test_tasks": [int(i) for i in plan.tasks.indices("test")],
+            "transitions": plan.transitions,
+            "training": {algo: as_overrides(training_settings(budget, family, algo)) for algo in b["algo"]},
+        }
+    return out

@@ -261,6 +261,24 @@ def test_demo_reuses_its_dataset(monkeypatch, omrl_home, tmp_path):
     assert "reusing dataset" in res.output and "mean" in res.output
 
 
+def test_ctrl_c_prints_a_command_that_continues(monkeypatch, omrl_home, tmp_path):
+    """Ctrl-C during the data phase: the demo and the study print their own rerun commands (exit 130)."""
+    import omrl_studies.datasets as datasets
+    from omrl_data.collection import CollectionInterrupted
+
+    def interrupted(config, root=None, console=None, progress=True):
+        raise CollectionInterrupted(f"omrl/{config.family}/{config.dataset_name()}-v1", "omrl-data collect ... --resume")
+
+    monkeypatch.setattr(datasets, "ensure_dataset", interrupted)
+    res = runner.invoke(train_app, ["demo", "--out", str(tmp_path / "run"), "--steps", "50"])
+    assert res.exit_code == 130, res.output
+    assert f"omrl-train demo --out {tmp_path / 'run'} --steps 50" in res.output
+    res = runner.invoke(study_app, ["fidelity", "--budget", "tiny", "--families", "bandit", "--out", str(tmp_path / "s"), "--workers", "2"])
+    assert res.exit_code == 130, res.output
+    command = next(line.strip() for line in res.output.splitlines() if line.strip().startswith("omrl-study fidelity"))
+    assert command.endswith("--resume") and f"--out {tmp_path / 's'}" in command and "--families bandit" in command
+
+
 # ------------------------------------------------------------------------------- slow
 @pytest.mark.slow
 def test_fidelity_reduced_protocol_on_cheetah_dir(monkeypatch, omrl_home, tmp_path):
@@ -282,3 +300,11 @@ def test_fidelity_reduced_protocol_on_cheetah_dir(monkeypatch, omrl_home, tmp_pa
         assert {t["task"] for t in r["tasks"]} == {0, 1}  # both directions, train = test
         assert all(t["after"] is not None and t["random"] is not None for t in r["tasks"])
         assert r["last10pct"] is not None  # the behaviour tier of the SAC data
+
+
+def test_omrl_data_never_imports_omrl_algos_or_studies():
+    code = ("import sys, omrl_data, omrl_data.collection, omrl_data.collection.plan, omrl_data.dataset, omrl_data.store.catalog; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('omrl_algos', 'omrl_studies')]; assert not bad, bad")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert p.returncode == 0, p.stderr

@@ -5,10 +5,11 @@ seeds), the raw returns after and before, and the family's references on the hel
 random policy, standing still and the behaviour tiers of the data.
 
 Normalised score of one run = mean over its test tasks of (R - R_stand_still) / (R_expert -
-R_stand_still). It is taken from eval.json's ``normalised`` fields when the evaluation wrote them;
-else computed from the dataset's references (``metadata["references"]``, or
-``omrl_data.references.references_of`` when that module is there); else from eval.json's per-task
-``stand_still`` / ``expert`` fields; else it is left blank.
+R_stand_still). It is taken from eval.json's ``normalised`` fields when the evaluation wrote them,
+else computed. The references R_stand_still and R_expert come from the dataset
+(``metadata["references"]``, or ``omrl_data.references.references_of`` when that module is
+there), else from eval.json's per-task ``stand_still`` / ``expert`` fields; else they and the
+score are left blank.
 """
 from __future__ import annotations
 
@@ -79,8 +80,10 @@ def run_row(eval_json: dict[str, Any], refs: dict[str, Any]) -> dict[str, Any]:
     tasks = []
     for row in eval_json.get("tasks", []):
         t = int(row["task"])
-        ss = row.get("stand_still", _pick(refs.get("stand_still"), t))
-        ex = row.get("expert", _pick(refs.get("expert"), t))
+        ss = _pick(refs.get("stand_still"), t)
+        ex = _pick(refs.get("expert"), t)
+        if ss is None or ex is None:  # no dataset references: the evaluation's own fields, if any
+            ss, ex = row.get("stand_still"), row.get("expert")
         norm = dict(row.get("normalised") or {})
         for key in ("before", "after", "random"):
             if norm.get(key) is None and row.get(key) is not None:

@@ -308,3 +308,48 @@ def test_omrl_data_never_imports_omrl_algos_or_studies():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert p.returncode == 0, p.stderr
+
+
+# --------------------------------------------------------------------------- results
+def test_run_row_normalises_with_references_or_takes_the_evaluations_numbers():
+    from omrl_studies.results import aggregate, run_row
+
+    ev = {"step": 5, "tasks": [{"task": 1, "params": {}, "before": 0.0, "after": 8.0, "random": 2.0},
+                               {"task": 3, "params": {}, "before": 4.0, "after": 6.0, "random": 2.0}],
+          "mean": {"before": 2.0, "after": 7.0, "random": 2.0}}
+    refs = {"stand_still": [9, 0.0, 9, 2.0], "expert": [9, 10.0, 9, 6.0], "last10pct": [None, 9.5, None, 5.5]}
+    row = run_row(ev, refs)
+    assert row["tasks"][0]["normalised"]["after"] == pytest.approx(0.8)
+    assert row["tasks"][1]["normalised"]["after"] == pytest.approx(1.0)
+    assert row["normalised"]["after"] == pytest.approx(0.9) and row["normalised"]["before"] == pytest.approx(0.25)
+    assert row["normalised"]["random"] == pytest.approx(0.1) and row["last10pct"] == pytest.approx(7.5)
+    # Without references: the evaluation's per-task fields; else blank (never a made-up number).
+    ev_refs = {**ev, "tasks": [{**t, "stand_still": 0.0, "expert": 4.0} for t in ev["tasks"]]}
+    assert run_row(ev_refs, {})["normalised"]["after"] == pytest.approx((2.0 + 1.5) / 2)
+    assert run_row(ev, {})["normalised"]["after"] is None
+    # The evaluation's own normalised numbers win.
+    ev_norm = {**ev, "mean": {**ev["mean"], "normalised": {"after": 0.42, "before": 0.1, "random": 0.0}}}
+    assert run_row(ev_norm, refs)["normalised"]["after"] == 0.42
+
+
+def test_print_eval_shows_the_normalised_column():
+    from rich.console import Console
+
+    import cli.train as train_cli
+
+    rows = [{"task": 1, "params": {"v": 0.4}, "before": -50.0, "after": -20.0, "random": -60.0,
+             "normalised": {"before": 0.1, "after": 0.77, "random": -0.2}}]
+    result = {"tasks": rows, "mean": {"before": -50.0, "after": -20.0, "random": -60.0,
+                                      "normalised": {"before": 0.1, "after": 0.77, "random": -0.2}}}
+    console = Console(record=True, width=200)
+    old = train_cli.console
+    train_cli.console = console
+    try:
+        train_cli.print_eval(result, "t")
+        without = {"tasks": [{k: v for k, v in rows[0].items() if k != "normalised"}], "mean": {"before": 1.0, "after": 2.0}}
+        train_cli.print_eval(without, "u")
+    finally:
+        train_cli.console = old
+    text = console.export_text()
+    assert "normalised after (before)" in text and "0.77 (0.10)" in text
+    assert text.count("normalised after (before)") == 1  # no column when the evaluation has none

@@ -139,6 +139,28 @@ def plan_fidelity(options: FidelityOptions) -> FidelityPlan:
     return FidelityPlan(options, out, workers, families, algorithms, collect, settings, steps)
 
 
+def plan_lines(plan: FidelityPlan) -> list[str]:
+    """What the study will do: per family reuse / resume / collect, and the runs to train."""
+    from omrl_data.collection.plan import make_plan
+    from omrl_studies.datasets import find_dataset, find_unfinished
+
+    lines = []
+    for fam in plan.families:
+        cfg = plan.collect[fam]
+        found = find_dataset(cfg, plan.options.root)
+        staged = None if found else find_unfinished(cfg, plan.options.root)
+        what = (f"reuse {found}" if found else f"resume {staged}" if staged else
+                f"collect {make_plan(cfg).transitions:,} transitions ({cfg.mode}, {cfg.tasks} tasks)")
+        lines.append(f"  {fam}: {what}")
+    specs = run_specs(plan, {f: "" for f in plan.families})
+    states = [s.status() for s in specs]
+    done = states.count("done") if plan.options.resume else 0
+    partial = states.count("partial") if plan.options.resume else 0
+    lines.append(f"  runs: {len(specs)} ({done} finished, {partial} to continue, {len(specs) - done - partial} to train), "
+                 f"{plan.workers} at a time")
+    return lines
+
+
 def run_specs(plan: FidelityPlan, dataset_ids: dict[str, str]) -> list[RunSpec]:
     o = plan.options
     specs = []
@@ -171,6 +193,9 @@ def run_fidelity(options: FidelityOptions, console: Any = None, progress: bool =
     if console is not None:
         console.print(f"fidelity study, budget [bold]{options.budget}[/]: {len(plan.families)} families x "
                       f"{len(plan.algorithms)} algorithms x {options.seeds} seeds, {plan.workers} workers -> {plan.out}")
+    if console is not None:
+        for line in plan_lines(plan):
+            console.print(line, highlight=False, soft_wrap=True)
     walls: dict[str, Any] = {"collection_per_family": {}}
     datasets: dict[str, dict[str, Any]] = {}
     try:

@@ -161,7 +161,8 @@ def run_all(
                 log.write(f"$ {spec.command()}{' --resume' if action == 'resumed' else ''}\n")
                 log.flush()
                 argv = [*exe, *spec.args(), "--quiet", *(["--resume"] if action == "resumed" else [])]
-                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                        preexec_fn=_die_with_parent)
                 running[i] = (proc, time.time(), action, log)
                 display.start(i)
             time.sleep(poll_s)
@@ -197,6 +198,18 @@ def run_all(
     finally:
         display.stop()
     return [outcomes[i] for i in range(len(specs))]
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the study process dies (even by kill -9), so no
+    orphaned run keeps writing into a folder that a resumed study takes over (Linux prctl)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _tail(path: Path, n: int = 5) -> list[str]:

@@ -353,3 +353,41 @@ def test_print_eval_shows_the_normalised_column():
     text = console.export_text()
     assert "normalised after (before)" in text and "0.77 (0.10)" in text
     assert text.count("normalised after (before)") == 1  # no column when the evaluation has none
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_study_stops_its_runs_and_resume_redoes_only_the_unfinished(omrl_home, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "study"
+    args = [sys.executable, "-m", "cli.study", "fidelity", "--budget", "tiny", "--families", "bandit", "--algorithms", "mtft",
+            "--seeds", "2", "--workers", "1", "--out", str(out), "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    second = out / "runs" / "bandit" / "mtft" / "s1"
+    deadline = time.time() + 120
+    children: list[int] = []
+    try:
+        while time.time() < deadline and not children:
+            time.sleep(0.2)
+            if (second / "train.log").exists():
+                children = [int(x) for x in Path(f"/proc/{driver.pid}/task/{driver.pid}/children").read_text().split()]
+        assert children, "the second run never started"
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(10)
+        t0 = time.time()
+        while time.time() - t0 < 10 and any(Path(f"/proc/{c}").exists() and "zombie" not in Path(f"/proc/{c}/status").read_text()
+                                           for c in children):
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{c}").exists() and "zombie" not in Path(f"/proc/{c}/status").read_text() for c in children)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    first_eval = out / "runs" / "bandit" / "mtft" / "s0" / "eval.json"
+    stamp = first_eval.stat().st_mtime_ns
+    result = run_fidelity(FidelityOptions(budget="tiny", seeds=2, algorithms=("mtft",), families=("bandit",), workers=1,
+                                          out=out, resume=True), console=None, progress=False)
+    assert result.outcomes[0].action == "skipped" and result.outcomes[1].action in ("trained", "resumed")
+    assert first_eval.stat().st_mtime_ns == stamp
+    assert json.loads((second / "eval.json").read_text())["step"] == 20

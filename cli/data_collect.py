@@ -42,6 +42,18 @@ def _test_tasks(value: Optional[str]) -> Optional[list[int]]:
         raise BadInput(f"--test-tasks takes comma-separated task indices such as 2,7,15, got {value!r}") from None
 
 
+def _split_args(items: list[str]) -> dict:
+    from omrl_data.collection.config import split_args_from_settings
+
+    return split_args_from_settings(items)
+
+
+def _sac(items: list[str]):
+    from omrl_data.collection.config import sac_from_settings
+
+    return sac_from_settings(items)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("collect", epilog=EXAMPLES)
     @user_errors
@@ -74,18 +86,18 @@ def register(app: typer.Typer) -> None:
         and prints the new dataset id. Ctrl-C stops cleanly and prints the command that resumes.
         """
         from omrl_data.collection import CollectConfig, collect
-        from omrl_data.collection.config import sac_from_settings, split_args_from_settings
         from omrl_data.collection.plan import default_workers
 
-        split_args = split_args_from_settings(split_arg)
+        split_args = {}
         parsed = _test_tasks(test_tasks)
         if parsed is not None:
             split_args["test_tasks"] = parsed
+        split_args = {**_split_args(split_arg), **split_args}
         config = CollectConfig(
             family=family, tasks=tasks, seed=seed, grid=grid, split=split, split_args=split_args, name=name,
             steps_per_task=steps_per_task, mode=mode, checkpoint_every=checkpoint_every,
             checkpoint_rollouts=checkpoint_rollouts, gamma=gamma, workers=default_workers() if workers is None else workers, backend=backend,
-            ray_address=ray_address, device=device, sac=sac_from_settings(sac),
+            ray_address=ray_address, device=device, sac=_sac(sac),
         )
         ask = not yes and sys.stdin.isatty() and sys.stdout.isatty()
         confirm = (lambda plan: typer.confirm("start the collection?", default=True)) if ask else None

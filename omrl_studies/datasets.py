@@ -8,9 +8,11 @@
    is resumed;
 3. else a new version is collected.
 
-TODO(refs): :func:`same_recipe` and :func:`find_dataset` are local stand-ins for the finished-version
-lookup that branch ``refs`` adds as ``omrl_data.collection.same_recipe`` / ``find_dataset``;
-replace them with those once it lands (same semantics: execution and runtime fields ignored).
+TODO(refs): :func:`same_recipe` and the body of :func:`find_dataset` are local stand-ins for the
+finished-version lookup that branch ``refs`` adds as ``omrl_data.collection.same_recipe`` /
+``find_dataset`` (same semantics: execution and runtime fields ignored, the shard layout kept in
+shared mode). :func:`find_dataset` already calls the library's when it is importable; once refs is
+merged, delete the stand-ins (``recipe_of`` stays: :func:`find_unfinished` needs it).
 """
 from __future__ import annotations
 
@@ -65,6 +67,12 @@ def same_recipe(stored: dict[str, Any], config: Any) -> bool:
 
 def find_dataset(config: Any, root: Any = None) -> str | None:
     """The id of the newest complete version of ``config``'s family/name with the same recipe."""
+    try:  # branch refs: the library's lookup
+        from omrl_data.collection import find_dataset as library_find_dataset  # type: ignore[attr-defined]
+    except ImportError:
+        library_find_dataset = None
+    if library_find_dataset is not None:
+        return library_find_dataset(config, root)
     from omrl_data.store import catalog
 
     name = config.dataset_name()

@@ -136,7 +136,10 @@ def plan_fidelity(options: FidelityOptions) -> FidelityPlan:
     runs_dir = out / RUNS_DIR
     if not options.resume and runs_dir.is_dir() and any(runs_dir.rglob("config.json")):
         raise BadInput(f"{out} already holds a study; pass --resume to continue it, or another --out")
-    return FidelityPlan(options, out, workers, families, algorithms, collect, settings, steps)
+    plan = FidelityPlan(options, out, workers, families, algorithms, collect, settings, steps)
+    for spec in run_specs(plan, {f: "" for f in families}):
+        spec.check_settings()  # a resumed study whose recipe changed: before any collection
+    return plan
 
 
 def plan_lines(plan: FidelityPlan) -> list[str]:

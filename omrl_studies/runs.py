@@ -21,6 +21,16 @@ from typing import Any, Callable
 from omrl_data.errors import BadInput
 
 LOG_FILE = "train.log"  # stdout and stderr of the run's omrl-train process, in its run folder
+# Settings a resumed run may change without mixing recipes (eval.* may change too).
+EXTENDABLE = ("train.eval_every", "train.log_every", "train.threads", "train.checkpoint_every", "train.device")
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(a)), abs(float(b)))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 @dataclass
@@ -63,20 +73,54 @@ class RunSpec:
             return "partial"
         return "new"
 
+    def saved_config(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.out / "config.json").read_text())
+        except (OSError, ValueError):
+            return None  # none, or half-written: the run is redone
+
+    def check_settings(self) -> None:
+        """BadInput when the folder holds a run made with other settings than the recipe's now.
+
+        A run folder may be continued to more meta-steps (``train.steps`` grew) and evaluated with
+        other evaluation settings; anything else (network, batches, learning rates, fewer
+        meta-steps) would mix two recipes in one table.
+        """
+        import yaml
+
+        cfg = self.saved_config()
+        if cfg is None:
+            return
+        if cfg.get("algorithm") not in (None, self.algorithm):
+            raise BadInput(f"{self.out} holds a {cfg.get('algorithm')} run, but this study trains {self.algorithm} there; use another --out")
+        for item in self.settings:
+            key, _, raw = item.partition("=")
+            if key.split(".")[0] == "eval" or key in EXTENDABLE:
+                continue
+            node: Any = cfg
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            want = yaml.safe_load(raw)
+            if key == "train.steps":
+                if node is not None and int(node) > int(want):
+                    raise BadInput(f"{self.out} was trained for {node} meta-steps, the recipe now says {want}; "
+                                   "use another --out (a run can be continued to more steps, not fewer)")
+                continue
+            if node is not None and not _same_value(node, want):
+                raise BadInput(f"{self.out} was made with {key}={node}, the recipe now says {key}={raw}; "
+                               "use another --out, or delete that run folder to redo it")
+
     def check_folder(self) -> None:
         """BadInput when the folder holds a run of another dataset or algorithm (a stale study)."""
-        saved = self.out / "config.json"
-        if not saved.is_file():
+        cfg = self.saved_config()
+        if cfg is None:
             return
-        try:
-            cfg = json.loads(saved.read_text())
-        except (OSError, ValueError):
-            return  # half-written: the run is redone
         if cfg.get("algorithm") != self.algorithm or cfg.get("dataset") != self.dataset_id:
             raise BadInput(
                 f"{self.out} holds a {cfg.get('algorithm')} run on {cfg.get('dataset')}, but this study trains "
                 f"{self.algorithm} on {self.dataset_id}; use another --out"
             )
+        self.check_settings()
 
 
 def read_eval(run_dir: Path) -> dict[str, Any] | None:

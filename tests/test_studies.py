@@ -391,3 +391,20 @@ def test_kill_9_of_the_study_stops_its_runs_and_resume_redoes_only_the_unfinishe
     assert result.outcomes[0].action == "skipped" and result.outcomes[1].action in ("trained", "resumed")
     assert first_eval.stat().st_mtime_ns == stamp
     assert json.loads((second / "eval.json").read_text())["step"] == 20
+
+
+def test_resume_refuses_a_run_made_with_other_settings(omrl_home, tmp_path):
+    out = tmp_path / "s"
+    run = out / "runs" / "bandit" / "mtft" / "s0"
+    run.mkdir(parents=True)
+    base = {"algorithm": "mtft", "dataset": "omrl/bandit/fidelity-tiny-v1", "train": {"steps": 20, "eval_every": 10},
+            "algo": {"width": 16, "latent_dim": 4, "batch_size": 32, "adapt_steps": 2}, "eval": {"episodes": 1}}
+    opts = ["fidelity", "--budget", "tiny", "--families", "bandit", "--algorithms", "mtft", "--seeds", "1", "--out", str(out), "--resume"]
+    for change, text in (({"algo": {**base["algo"], "width": 64}}, "algo.width=64"),
+                         ({"train": {**base["train"], "steps": 50}}, "trained for 50 meta-steps")):
+        (run / "config.json").write_text(json.dumps({**base, **change}))
+        _fails(runner.invoke(study_app, opts), text)
+    assert _catalog_is_empty(omrl_home)
+    # More meta-steps or other evaluation settings are a continuation, not a conflict.
+    (run / "config.json").write_text(json.dumps({**base, "train": {"steps": 10, "eval_every": 5}, "eval": {"episodes": 3}}))
+    plan_fidelity(FidelityOptions(budget="tiny", seeds=1, algorithms=("mtft",), families=("bandit",), out=out, resume=True))

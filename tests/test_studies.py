@@ -43,7 +43,7 @@ def _tiny_bandit(out: Path, **kw) -> FidelityOptions:
 # ----------------------------------------------------------------------------- recipes
 def test_every_budget_resolves_and_checks(omrl_home):
     """Every recipe of every budget is a valid collection and every training setting exists."""
-    for budget in ("tiny", "small"):
+    for budget in ("tiny", "small", "full"):
         plan = plan_fidelity(FidelityOptions(budget=budget, workers=2, out=omrl_home / "s"))
         assert set(plan.families) == set(recipes.FAMILIES)
         assert all(s.count("train.threads=1") == 1 for s in plan.settings.values())

@@ -228,14 +228,15 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {_f(r.get('first10pct'), 1)} | {exp} |"
         )
     lines += ["", "## Per held-out task (mean over seeds)", "",
-              "| family | algorithm | task | params | normalised after | normalised before | return after | return before | random | stand still | expert |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| family | algorithm | task | params | normalised after | normalised before | return after | return before | random | stand still | expert | informative |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in doc["rows"]:
         for t in r["tasks"]:
             params = ", ".join(f"{k}={_short(v)}" for k, v in (t.get("params") or {}).items())
             lines.append(
                 f"| {r['family']} | {r['algorithm']} | {t['task']} | {params} | {_f(t['normalised_after'])} | {_f(t['normalised_before'])} "
-                f"| {_f(t['after'], 1)} | {_f(t['before'], 1)} | {_f(t.get('random'), 1)} | {_f(t.get('stand_still'), 1)} | {_f(t.get('expert'), 1)} |"
+                f"| {_f(t['after'], 1)} | {_f(t['before'], 1)} | {_f(t.get('random'), 1)} | {_f(t.get('stand_still'), 1)} | {_f(t.get('expert'), 1)} "
+                f"| {'' if t.get('informative') is None else ('yes' if t['informative'] else 'NO: expert tier does not beat standing still')} |"
             )
     if doc.get("datasets"):
         lines += ["", "## Datasets", ""]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo fidelity test test-slow bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ venv: $(BIN)/.installed
 
 demo: venv
 	$(BIN)/omrl-train demo
+
+fidelity: venv  # the fidelity protocol at the small budget (< 1 h on 2 cores); omrl-study fidelity --help
+	$(BIN)/omrl-study fidelity --budget small --seeds 3
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -25,7 +25,10 @@ EXAMPLES = """
   [dim]# uniform random actions (the "random" quality level), on a Ray cluster[/]
   omrl-data collect point_robot_sparse --tasks 40 --mode random --backend ray --ray-address auto
 
-  [dim]# continue an interrupted collection (same options plus --resume)[/]
+  [dim]# a held-out task every 3rd grid position, a smaller SAC[/]
+  omrl-data collect cheetah_vel --tasks 6 --grid --split interpolation --split-arg every=3 --sac net_arch=128,128
+
+  [dim]# continue an interrupted collection (same options plus --resume; printed on Ctrl-C)[/]
   omrl-data collect ant_dir --tasks 50 --workers 2 --resume
 """
 
@@ -39,6 +42,18 @@ def _test_tasks(value: Optional[str]) -> Optional[list[int]]:
         raise BadInput(f"--test-tasks takes comma-separated task indices such as 2,7,15, got {value!r}") from None
 
 
+def _split_args(items: list[str]) -> dict:
+    from omrl_data.collection.config import split_args_from_settings
+
+    return split_args_from_settings(items)
+
+
+def _sac(items: list[str]):
+    from omrl_data.collection.config import sac_from_settings
+
+    return sac_from_settings(items)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("collect", epilog=EXAMPLES)
     @user_errors
@@ -49,6 +64,8 @@ def register(app: typer.Typer) -> None:
         grid: bool = typer.Option(False, "--grid", help="Use the papers' fixed task grid instead of random tasks."),
         split: str = typer.Option("random", "--split", help="Train/test split: random | interpolation | extrapolation | explicit."),
         test_tasks: Optional[str] = typer.Option(None, "--test-tasks", help="Held-out task indices for --split explicit, e.g. 2,7,15."),
+        split_arg: list[str] = typer.Option([], "--split-arg", help="Split argument KEY=VALUE, e.g. every=3 (interpolation), train_range=0,1 (extrapolation), test_fraction=0.2 (random); repeatable."),
+        sac: list[str] = typer.Option([], "--sac", help="SAC setting KEY=VALUE, e.g. net_arch=128,128, learning_starts=500, ent_coef=0.2; repeatable."),
         name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: replay, or random in random mode)."),
         steps_per_task: Optional[int] = typer.Option(None, "--steps-per-task", help="Learner env steps per task (default: the family's)."),
         mode: str = typer.Option("shared", "--mode", help="shared (one SAC over all tasks of a shard) | per-task | random."),
@@ -75,11 +92,12 @@ def register(app: typer.Typer) -> None:
         parsed = _test_tasks(test_tasks)
         if parsed is not None:
             split_args["test_tasks"] = parsed
+        split_args = {**_split_args(split_arg), **split_args}
         config = CollectConfig(
             family=family, tasks=tasks, seed=seed, grid=grid, split=split, split_args=split_args, name=name,
             steps_per_task=steps_per_task, mode=mode, checkpoint_every=checkpoint_every,
             checkpoint_rollouts=checkpoint_rollouts, gamma=gamma, workers=default_workers() if workers is None else workers, backend=backend,
-            ray_address=ray_address, device=device,
+            ray_address=ray_address, device=device, sac=_sac(sac),
         )
         ask = not yes and sys.stdin.isatty() and sys.stdout.isatty()
         confirm = (lambda plan: typer.confirm("start the collection?", default=True)) if ask else None

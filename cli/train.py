@@ -38,6 +38,10 @@ def print_eval(result: dict[str, Any], title: str = "returns on held-out tasks")
     has_random = "random" in result["mean"]
     if has_random:
         table.add_column("random policy", justify="right")
+    # (R - stand still) / (expert tier - stand still), when the evaluation reports it (eval.json "normalised")
+    has_norm = any(isinstance(row.get("normalised"), dict) for row in result["tasks"])
+    if has_norm:
+        table.add_column("normalised after (before)", justify="right")
     online = list(result["mean"].get("online", {}))
     for s in online:
         table.add_column(f"online {s} steps", justify="right")
@@ -46,15 +50,30 @@ def print_eval(result: dict[str, Any], title: str = "returns on held-out tasks")
         cells = [str(row["task"]), params, f"{row['before']:.2f}", f"{row['after']:.2f}"]
         if has_random:
             cells.append(f"{row['random']:.2f}")
+        if has_norm:
+            cells.append(_norm_cell(row.get("normalised")))
         cells += [f"{row['online'][s]:.2f}" for s in online]
         table.add_row(*cells)
     m = result["mean"]
     cells = ["mean", "", f"{m['before']:.2f}", f"{m['after']:.2f}"]
     if has_random:
         cells.append(f"{m['random']:.2f}")
+    if has_norm:
+        cells.append(_norm_cell(m.get("normalised")))
     cells += [f"{m['online'][s]:.2f}" for s in online]
     table.add_row(*cells, style="bold")
     console.print(table)
+
+
+def _norm_cell(norm: Any) -> str:
+    """``0.83 (0.12)``: normalised score after (before) adaptation; blank parts when not known."""
+    if not isinstance(norm, dict):
+        return ""
+
+    def f(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+    return f"{f(norm.get('after'))} ({f(norm.get('before'))})"
 
 
 def _short(v: Any) -> str:
@@ -128,7 +147,11 @@ _register_algorithms()
 
 @app.command(
     help="The main job: collect a small cheetah_vel dataset (or reuse it), train MACAW, evaluate, plot.",
-    epilog="Examples:\n\n  omrl-train demo\n\n  OMRL_HOME=/tmp/omrl omrl-train demo",
+    epilog=(
+        "Examples:\n\n  omrl-train demo\n\n  OMRL_HOME=/tmp/omrl omrl-train demo\n\n"
+        "  omrl-train demo --steps 600 --set algo.width=128 --out runs/demo-wide\n\n"
+        "The dataset is reused when one with the same recipe exists (an interrupted collection is resumed)."
+    ),
 )
 @user_errors
 def demo(
@@ -138,9 +161,16 @@ def demo(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
     set_: list[str] = typer.Option([], "--set", help="extra key=value settings of the training run"),
 ) -> None:
-    from omrl_algos.demo import run_demo
+    import sys
 
-    result = run_demo(root=root, out=out, steps=steps, device=device, overrides=list(set_), console=console)
+    from cli.common import err_console
+    from omrl_studies.demo import DemoInterrupted, run_demo
+
+    try:
+        result = run_demo(root=root, out=out, steps=steps, device=device, overrides=list(set_), console=console)
+    except DemoInterrupted as e:
+        err_console.print(f"[yellow]interrupted[/] ({e.what}); continue with:\n  {e.resume_command}", highlight=False, soft_wrap=True)
+        sys.exit(130)
     print_eval(result.eval, f"MACAW on {result.dataset_id}: per held-out task, {result.episodes} deterministic episode(s)")
     console.print(f"learning curve: [bold]{result.run_dir / 'learning_curve.png'}[/]")
     console.print(f"run folder: [bold]{result.run_dir}[/]  (total {result.seconds / 60:.1f} min)")

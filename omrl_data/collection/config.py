@@ -75,3 +75,105 @@ class CollectConfig:
         if "net_arch" in sac:
             sac["net_arch"] = tuple(sac["net_arch"])
         return cls(**d, sac=SacConfig(**sac))
+
+
+# ------------------------------------------------------------------------ command-line settings
+def _scalar(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.25"`` -> 0.25, ``"0,1"`` -> [0, 1], ``"auto"`` -> "auto"."""
+    text = text.strip()
+    if "," in text:
+        return [_scalar(x.strip()) for x in text.split(",") if x.strip() != ""]
+    return _scalar(text)
+
+
+def _pairs(items: list[str], flag: str, example: str) -> list[tuple[str, str]]:
+    from omrl_data.errors import BadInput
+
+    out = []
+    for item in items:
+        key, sep, raw = str(item).partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"{flag} {item!r} must look like key=value, e.g. {flag} {example}")
+        out.append((key.strip(), raw))
+    return out
+
+
+def split_args_from_settings(items: list[str]) -> dict[str, Any]:
+    """``--split-arg every=3 --split-arg train_range=0,1`` -> ``{"every": 3, "train_range": [0, 1]}``
+    (the split itself checks which arguments it accepts)."""
+    out: dict[str, Any] = {}
+    for key, raw in _pairs(items, "--split-arg", "every=3"):
+        value = _value(raw)
+        if key == "test_tasks" and not isinstance(value, list):
+            value = [value]
+        out[key] = value
+    return out
+
+
+def sac_from_settings(items: list[str]) -> SacConfig:
+    """``--sac net_arch=128,128 --sac learning_starts=500`` -> a :class:`SacConfig` (BadInput for
+    an unknown field or a value of the wrong type)."""
+    from omrl_data.errors import BadInput
+
+    fields = SacConfig.__dataclass_fields__
+    values: dict[str, Any] = {}
+    for key, raw in _pairs(items, "--sac", "net_arch=128,128"):
+        if key not in fields:
+            raise BadInput(f"unknown SAC setting {key!r} in --sac; settings are {', '.join(fields)}")
+        value = _value(raw)
+        default = getattr(SacConfig(), key)
+        try:
+            if key == "net_arch":
+                items_ = value if isinstance(value, list) else [value]
+                if not items_ or not all(isinstance(v, int) and v > 0 for v in items_):
+                    raise ValueError
+                value = tuple(items_)
+            elif key == "ent_coef":
+                if not (value == "auto" or (isinstance(value, (int, float)) and value > 0)):
+                    raise ValueError
+                value = value if value == "auto" else float(value)
+            elif isinstance(default, int):
+                if not isinstance(value, int):
+                    raise ValueError
+            elif isinstance(default, float):
+                if not isinstance(value, (int, float)):
+                    raise ValueError
+                value = float(value)
+        except ValueError:
+            accepted = {"net_arch": "hidden sizes such as 256,256", "ent_coef": "auto or a positive number"}.get(
+                key, f"a{'n integer' if isinstance(default, int) else ' number'}")
+            raise BadInput(f"--sac {key}={raw!r}: expected {accepted}") from None
+        values[key] = value
+    return SacConfig(**values)
+
+
+def sac_settings(sac: SacConfig) -> list[str]:
+    """The ``--sac key=value`` settings that give ``sac`` (fields that differ from the defaults)."""
+    out = []
+    default = SacConfig()
+    for key in SacConfig.__dataclass_fields__:
+        value, base = getattr(sac, key), getattr(default, key)
+        if key == "net_arch":
+            value, base = tuple(value), tuple(base)
+        if value != base:
+            out.append(f"{key}={','.join(str(v) for v in value) if isinstance(value, (list, tuple)) else value}")
+    return out
+
+
+def split_arg_settings(split_args: dict[str, Any]) -> list[str]:
+    """The ``--split-arg key=value`` settings that give ``split_args`` (test_tasks has --test-tasks)."""
+    out = []
+    for key, value in split_args.items():
+        if key == "test_tasks" or value is None:
+            continue
+        out.append(f"{key}={','.join(str(v) for v in value) if isinstance(value, (list, tuple)) else value}")
+    return out

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from omrl_data.collection.config import BACKENDS, MODES, CollectConfig
+from omrl_data.collection.config import BACKENDS, MODES, CollectConfig, sac_settings, split_arg_settings
 from omrl_data.errors import BadInput
 from omrl_data.schema import FIELDS
 from omrl_data.store import catalog
@@ -299,6 +299,10 @@ def resume_command(config: CollectConfig, root: Path | None) -> str:
             parts += [flag, str(value)]
     if config.split_args.get("test_tasks") is not None:
         parts += ["--test-tasks", ",".join(str(int(i)) for i in config.split_args["test_tasks"])]
+    for item in split_arg_settings(config.split_args):
+        parts += ["--split-arg", item]
+    for item in sac_settings(config.sac):
+        parts += ["--sac", item]
     if config.name and config.name != CollectConfig(family=config.family, tasks=1, mode=config.mode).dataset_name():
         parts += ["--name", config.name]
     if root is not None:

@@ -1,0 +1,175 @@
+"""The main job (``omrl-train demo``, ``make demo``): the whole story in about ten minutes.
+
+1. Collect a small cheetah_vel dataset (task-conditioned shared SAC over the MACAW velocity grid,
+   every ``every``-th task held out, so each test velocity lies inside the training range), or
+   reuse the one collected with the same recipe, or resume its unfinished collection.
+2. Train MACAW on the training tasks (a smaller network and batch than the paper so that it fits
+   the budget on a 2-core CPU), evaluating on the held-out tasks as it goes.
+3. Report, per held-out task: the return before adaptation, after adaptation on 256 offline
+   transitions of that task, and of a uniform random policy (and the normalised score when the
+   evaluation reports it); save the learning curve.
+
+The recipe and the training settings are the two definitions right below (:func:`demo_collect_config`
+and :data:`DEMO_TRAINING`); change the demo there. Every setting is resolved and checked before
+the collection starts, so ``--steps 0`` or ``--set nosuch=1`` fail in a second.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omrl_data.errors import BadInput
+
+DEMO_NAME = "demo"  # dataset name: omrl/cheetah_vel/demo-vN
+DEMO_ALGORITHM = "macaw"
+
+
+def demo_collect_config() -> Any:
+    """The collection of the main job (its recipe; the workers also fix the two SAC shards)."""
+    from omrl_data.collection import CollectConfig, SacConfig
+
+    return CollectConfig(
+        family="cheetah_vel",
+        tasks=6,  # MACAW grid linspace(0.075, 3.0, 6)
+        grid=True,
+        split="interpolation",
+        split_args={"every": 3},  # held out: grid positions 1, 4 (inside the training range)
+        name=DEMO_NAME,
+        mode="shared",  # one task-conditioned SAC per worker over a vector of its task envs
+        steps_per_task=20_000,
+        seed=0,
+        workers=2,
+        sac=SacConfig(net_arch=(128, 128), learning_starts=1000),
+    )
+
+
+# MACAW settings of the main job (everything not named here is omrl-train's default).
+DEMO_TRAINING = [
+    "train.steps=300",
+    "train.eval_every=100",
+    "train.checkpoint_every=0",
+    "train.log_every=10",
+    "eval.episodes=1",
+    "algo.width=64",
+    "algo.latent_dim=16",
+    "algo.support_size=128",
+    "algo.query_size=128",
+    "algo.meta_batch=4",
+    "algo.reward_scale=0.01",  # returns of about -200 become about -2, so one inner value step is sane
+    "algo.inner_lr_init=0.01",  # the paper's 1e-3 barely adapts within a few hundred meta-steps
+    "algo.lr_lr=0.01",
+    "algo.value_lr=1e-3",  # the paper's 1e-5 / 1e-4 are for ~1e5 meta-steps
+    "algo.policy_lr=1e-3",
+]
+
+
+class DemoInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the main job; ``resume_command`` continues it."""
+
+    def __init__(self, resume_command: str, what: str):
+        super().__init__(f"{what} interrupted; resume with: {resume_command}")
+        self.resume_command = resume_command
+        self.what = what
+
+
+@dataclass
+class DemoResult:
+    dataset_id: str  # the dataset trained on
+    dataset_action: str  # reused | resumed | collected
+    run_dir: Path  # the run folder
+    eval: dict[str, Any]  # the final evaluation (Evaluator.evaluate)
+    episodes: int  # deterministic episodes per task and policy
+    seconds: float  # wall time of the whole job
+
+
+def demo_command(root: str | Path | None = None, out: str | Path | None = None, steps: int | None = None,
+                 device: str = "cpu", overrides: list[str] | None = None) -> str:
+    """The ``omrl-train demo`` command line with these options (what a rerun types)."""
+    parts = ["omrl-train", "demo"]
+    if root is not None:
+        parts += ["--root", str(root)]
+    if out is not None:
+        parts += ["--out", str(out)]
+    if steps is not None:
+        parts += ["--steps", str(steps)]
+    if device != "cpu":
+        parts += ["--device", device]
+    for s in overrides or []:
+        parts += ["--set", s]
+    return shlex.join(parts)
+
+
+def prepare(root: str | Path | None = None, out: str | Path | None = None, steps: int | None = None,
+            device: str = "cpu", overrides: list[str] | None = None) -> tuple[Any, list[str], Path]:
+    """Resolve and check everything before any work: ``(collect config, training settings, run folder)``.
+
+    Raises BadInput (one line) for a bad setting, a run folder that already holds a run, or a
+    collection recipe that cannot be collected.
+    """
+    from omrl_data.collection.plan import make_plan
+    from omrl_studies.checks import resolve_training
+
+    config = demo_collect_config()
+    rows = make_plan(config).rows_per_task
+    run_dir = Path(out) if out else _fresh_run_dir(Path("runs") / "demo-macaw-cheetah_vel")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"--out {run_dir} is a file; give a folder for the run")
+    if (run_dir / "checkpoints" / "latest.pt").exists():
+        raise BadInput(f"run folder {run_dir} already holds a run; pass another --out (or leave it out for a fresh folder)")
+    settings = [f"out={run_dir}", f"train.device={device}", *DEMO_TRAINING]
+    if root is not None:
+        settings.append(f"root={root}")
+    if steps is not None:
+        settings.append(f"train.steps={steps}")
+    settings += list(overrides or [])
+    resolve_training(DEMO_ALGORITHM, settings, config.family, rows)
+    return config, settings, run_dir
+
+
+def run_demo(
+    root: str | None = None,
+    out: str | None = None,
+    steps: int | None = None,
+    device: str = "cpu",
+    overrides: list[str] | None = None,
+    console: Any = None,
+    progress: bool = True,
+) -> DemoResult:
+    """Check, collect (or reuse / resume), train MACAW, evaluate; returns the final table and the run folder."""
+    from omrl_algos.train import RunResult, resolve_config, train
+    from omrl_data.collection import CollectionInterrupted
+    from omrl_studies.datasets import ensure_dataset
+
+    t0 = time.time()
+    config, settings, run_dir = prepare(root, out, steps, device, overrides)
+    rerun = demo_command(root, out, steps, device, overrides)
+    try:
+        choice = ensure_dataset(config, root, console=console, progress=progress)
+    except (CollectionInterrupted, KeyboardInterrupt):
+        # The same command finds the unfinished collection (same recipe) and resumes it.
+        raise DemoInterrupted(rerun, "the demo's collection") from None
+    cfg = resolve_config(DEMO_ALGORITHM, [f"dataset={choice.dataset_id}", *settings])
+    if console is not None:
+        console.print(f"training MACAW for {cfg.train.steps} meta-steps on {choice.dataset_id} -> {run_dir}")
+    try:
+        result: RunResult = train(cfg, progress=progress, console=console)
+    except KeyboardInterrupt:
+        if (run_dir / "checkpoints" / "latest.pt").exists():
+            cmd = shlex.join(["omrl-train", DEMO_ALGORITHM, "--out", str(run_dir), "--resume"])
+        else:  # nothing saved yet: the demo again (it reuses the dataset) in a fresh folder
+            cmd = demo_command(root, None, steps, device, overrides)
+        raise DemoInterrupted(cmd, "the demo's training") from None
+    return DemoResult(choice.dataset_id, choice.action, result.run_dir, result.eval or {}, cfg.eval.episodes, time.time() - t0)
+
+
+def _fresh_run_dir(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... when an earlier demo run is there."""
+    if not base.exists():
+        return base
+    k = 2
+    while Path(f"{base}-{k}").exists():
+        k += 1
+    return Path(f"{base}-{k}")

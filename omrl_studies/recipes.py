@@ -1,0 +1,296 @@
+"""The fidelity protocol's recipes: what is collected and how each algorithm is trained, per budget.
+
+Everything a budget decides sits in the three tables of :data:`BUDGETS` below, one line per
+setting with a comment. Edit the numbers there; nothing else in the package holds a budget.
+
+- ``collect[family]``: the fields of :class:`omrl_data.collection.CollectConfig` (execution fields
+  such as ``workers`` and ``device`` come from the command line; see :func:`collect_config`).
+  ``shards`` (shared mode only) fixes the number of SAC learners, so the data do not depend on how
+  many workers the machine has.
+- ``train[family]``: ``--set`` settings every algorithm gets on that family (meta-steps,
+  evaluation).
+- ``algo[algorithm]``: ``--set`` settings of one algorithm on every family (network width, latent
+  size, batch sizes, outer learning rates). Only these four kinds of setting may differ from
+  ``omrl-train <algo>``'s own defaults in the small budget (issue 14, item 8).
+- ``algo_family[(family, algorithm)]``: rare exceptions to the two tables above.
+
+Budgets:
+
+- ``small``: cheetah_dir, cheetah_vel, point_robot_sparse, bandit on a 2-core CPU in under an
+  hour, collection included (the wall-time plan is written next to each family).
+- ``full``: the papers' recipe sizes (reference.md sections 2-3), for a GPU machine
+  (``--device cuda``); days of compute.
+- ``tiny``: random-action data of a few hundred steps and a few meta-steps, for the tests.
+
+Every run also gets ``train.threads=1`` and ``train.checkpoint_every=0`` (:data:`ALWAYS`):
+the runs go in parallel, one per core.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from omrl_data.errors import BadInput
+
+FAMILIES = ("cheetah_dir", "cheetah_vel", "point_robot_sparse", "bandit")
+ALGORITHMS = ("macaw", "macega", "mtft", "metabc")
+
+# Settings of every run of the protocol, whatever the budget.
+ALWAYS: dict[str, Any] = {
+    "train.threads": 1,  # runs go in parallel, one per core; torch's own threads would fight them
+    "train.checkpoint_every": 0,  # keep only checkpoints/latest.pt (written at every evaluation)
+}
+
+# Settings of the small budget shared by the meta-learners (MACAW, MACEGA): a smaller network and
+# batch than the paper, outer lrs sized for a few thousand meta-steps (the paper's 1e-5 / 1e-4
+# are for ~1e5). Everything else is omrl-train's default.
+_SMALL_META = {
+    "algo.width": 64,  # paper: 100
+    "algo.latent_dim": 16,  # weight-transform latent size; paper: 100
+    "algo.support_size": 128,  # inner-loop rows per task; paper: 256
+    "algo.query_size": 128,  # outer-loop rows per task; paper: 256
+    "algo.value_lr": 1e-3,  # outer Adam lr of the value; paper: 1e-5
+    "algo.policy_lr": 1e-3,  # outer Adam lr of the policy; paper: 1e-4
+}
+
+BUDGETS: dict[str, dict[str, Any]] = {
+    # ============================================================================ small (2-core CPU)
+    # Wall-time plan on the idle 2-core machine, 2 workers: collection ~12 min (cheetah_dir ~5.5,
+    # cheetah_vel ~6, point robot ~0.5, bandit < 0.2); training 48 runs ~23 min. Per meta-step at
+    # these sizes (meta-batch 5, measured at load 5.5 and scaled by ~2.5 for an idle machine):
+    # MACAW ~0.045 s, MACEGA ~0.08 s, meta-BC ~0.023 s, MT+FT ~0.006 s; cheetah_dir (2 tasks) ~0.6x
+    # that; ~10 s per run for start-up and evaluations. Headroom: ~25 min.
+    "small": {
+        "collect": {
+            "cheetah_dir": dict(
+                tasks=2,  # d = +1 and -1, evaluated with train = test as in MACAW/MACEGA
+                split="random",  # cheetah_dir's random split is train = test
+                mode="per-task",  # one SAC per direction, its whole replay stream (MACAW's recipe)
+                steps_per_task=30_000,  # ~5.5 min on 2 workers; behaviour 218 fwd / 718 bwd in the last 10% (issue 14)
+            ),
+            "cheetah_vel": dict(
+                tasks=10,  # MACAW grid linspace(0.075, 3.0, 10)
+                grid=True,
+                split="interpolation",  # held-out tasks lie inside the training range
+                split_args={"every": 3},  # test = grid positions 1, 4, 7 (v* 0.40, 1.05, 1.70); 7 train
+                mode="shared",  # one task-conditioned SAC per shard over a vector of its task envs
+                shards=2,  # two learners of 5 tasks each (= 2 workers)
+                steps_per_task=30_000,  # 30k vector steps per shard = 30k SAC updates, ~5.5 min
+            ),
+            "point_robot_sparse": dict(
+                tasks=10,  # goals at angles linspace(0, pi, 10) (PEARL/FOCAL grid)
+                grid=True,
+                split="interpolation",
+                split_args={"every": 3},  # test = positions 1, 4, 7
+                mode="shared",
+                shards=2,
+                steps_per_task=4_000,  # 200 episodes of 20 steps per task, ~1 min
+                sac={"net_arch": [128, 128], "learning_starts": 500},  # a 2-D task needs no 256x256 SAC
+            ),
+            "bandit": dict(
+                tasks=16,  # paper 003: 12 training tasks (+ 4 held out here)
+                split="random",
+                split_args={"test_fraction": 0.25},  # 4 test tasks
+                mode="random",  # uniform random pulls, as paper 003's buffer
+                steps_per_task=2_000,  # 200 episodes of 10 pulls; 32k transitions in all
+                gamma=0.01,  # the bandit has no state to carry value (issue 14: at 0.99 MC returns rank arms wrongly)
+            ),
+        },
+        "train": {
+            "cheetah_dir": {
+                "train.steps": 3_000,  # meta-steps; issue 14 saw MACAW (no WT) / MT+FT learn by 3,000-4,000
+                "train.eval_every": 750,  # also the resume granularity (latest.pt)
+                "eval.episodes": 3,  # deterministic rollouts per test task and policy
+            },
+            "cheetah_vel": {
+                "train.steps": 2_000,
+                "train.eval_every": 500,
+                "eval.episodes": 3,
+            },
+            "point_robot_sparse": {
+                "train.steps": 1_000,
+                "train.eval_every": 250,
+                "eval.episodes": 3,
+            },
+            "bandit": {
+                "train.steps": 500,  # paper 003: near-optimal after ~250 iterations
+                "train.eval_every": 250,
+                "eval.episodes": 3,
+            },
+        },
+        "algo": {
+            "macaw": dict(_SMALL_META),
+            "macega": dict(_SMALL_META),
+            "mtft": {
+                "algo.width": 64,
+                "algo.latent_dim": 16,
+                "algo.batch_size": 128,  # rows per drawn task and step
+                "algo.value_lr": 1e-3,  # default 1e-4
+                "algo.policy_lr": 1e-3,  # default 1e-4
+            },
+            "metabc": {
+                "algo.width": 64,
+                "algo.latent_dim": 16,
+                "algo.support_size": 128,
+                "algo.query_size": 128,
+                "algo.policy_lr": 1e-3,  # default 1e-4
+            },
+        },
+        "algo_family": {},
+    },
+    # ================================================================== full (papers' sizes, GPU)
+    "full": {
+        "collect": {
+            "cheetah_dir": dict(
+                tasks=2,
+                split="random",  # train = test
+                mode="per-task",
+                steps_per_task=1_000_000,  # MACAW workshop appendix: 1M transitions per task
+            ),
+            "cheetah_vel": dict(
+                tasks=40,  # MACAW: v* = linspace(0.075, 3.0, 40)
+                grid=True,
+                split="explicit",
+                split_args={"test_tasks": [2, 7, 15, 23, 26]},  # MACAW's test tasks, all inside the range
+                mode="per-task",
+                steps_per_task=1_000_000,  # MACAW: 1M per task (CORRO: 210k)
+            ),
+            "point_robot_sparse": dict(
+                tasks=40,  # PEARL/FOCAL grid of goal angles
+                grid=True,
+                split="interpolation",
+                split_args={"every": 10},  # 4 test tasks inside the range
+                mode="per-task",
+                steps_per_task=50_000,  # 2,500 episodes of 20 steps per task (FOCAL/CSRO: SAC per task)
+            ),
+            "bandit": dict(
+                tasks=16,
+                split="explicit",
+                split_args={"test_tasks": [12, 13, 14, 15]},  # paper 003: 12 training tasks
+                mode="random",
+                steps_per_task=5_000,  # paper 003: a 60k-transition buffer over 12 tasks
+                gamma=0.01,
+            ),
+        },
+        "train": {
+            family: {
+                "train.steps": 50_000,  # the reference trains ~1e5 meta-steps at its outer lrs
+                "train.eval_every": 1_000,  # reference: every 250
+                "eval.episodes": 3,
+            }
+            for family in FAMILIES
+        },
+        "algo": {algo: {} for algo in ALGORITHMS},  # the paper defaults of omrl-train
+        "algo_family": {},
+    },
+    # ========================================================================= tiny (tests only)
+    "tiny": {
+        "collect": {
+            "bandit": dict(tasks=6, split="explicit", split_args={"test_tasks": [4, 5]}, mode="random",
+                           steps_per_task=300, gamma=0.01),
+            "point_robot_sparse": dict(tasks=6, grid=True, split="interpolation", split_args={"every": 3},
+                                       mode="random", steps_per_task=300),
+            "cheetah_dir": dict(tasks=2, split="random", mode="random", steps_per_task=400),
+            "cheetah_vel": dict(tasks=5, grid=True, split="interpolation", split_args={"every": 3},
+                                mode="random", steps_per_task=400),
+        },
+        "train": {
+            family: {"train.steps": 20, "train.eval_every": 10, "eval.episodes": 1, "eval.adapt_batch": 32}
+            for family in FAMILIES
+        },
+        "algo": {
+            "macaw": {"algo.width": 16, "algo.latent_dim": 4, "algo.support_size": 32, "algo.query_size": 32},
+            "macega": {"algo.width": 16, "algo.latent_dim": 4, "algo.support_size": 32, "algo.query_size": 32},
+            "mtft": {"algo.width": 16, "algo.latent_dim": 4, "algo.batch_size": 32, "algo.adapt_steps": 2},
+            "metabc": {"algo.width": 16, "algo.latent_dim": 4, "algo.support_size": 32, "algo.query_size": 32},
+        },
+        "algo_family": {},
+    },
+}
+
+DEFAULT_BUDGET = "small"
+
+
+# ------------------------------------------------------------------------------------- lookups
+def check_budget(budget: str) -> dict[str, Any]:
+    if budget not in BUDGETS:
+        raise BadInput(f"unknown budget {budget!r}; accepted: {', '.join(BUDGETS)}")
+    return BUDGETS[budget]
+
+
+def dataset_name(budget: str) -> str:
+    """The catalog name of a budget's datasets: ``omrl/<family>/fidelity-<budget>-vN``."""
+    return f"fidelity-{budget}"
+
+
+def families_of(budget: str) -> tuple[str, ...]:
+    """The families a budget has recipes for, in the protocol's order."""
+    table = check_budget(budget)["collect"]
+    return tuple(f for f in FAMILIES if f in table) + tuple(f for f in table if f not in FAMILIES)
+
+
+def collect_config(budget: str, family: str, workers: int, device: str = "cpu") -> Any:
+    """The :class:`CollectConfig` of ``family`` in ``budget`` (workers/device: execution only).
+
+    In shared mode the recipe's ``shards`` fixes the workers (the shard layout is part of what is
+    collected); elsewhere ``workers`` only sets the parallelism.
+    """
+    from omrl_data.collection import CollectConfig, SacConfig
+
+    table = check_budget(budget)["collect"]
+    if family not in table:
+        raise BadInput(f"budget {budget!r} has no recipe for family {family!r}; it has {', '.join(families_of(budget))}")
+    recipe = dict(table[family])
+    sac = dict(recipe.pop("sac", {}))
+    if "net_arch" in sac:
+        sac["net_arch"] = tuple(sac["net_arch"])
+    shards = recipe.pop("shards", None)
+    if recipe.get("mode", "shared") == "shared":
+        workers = int(shards or workers)
+    return CollectConfig(family=family, name=dataset_name(budget), workers=int(workers), device=device,
+                         sac=SacConfig(**sac), **recipe)
+
+
+def training_settings(budget: str, family: str, algorithm: str) -> dict[str, Any]:
+    """The ``--set`` settings of one (family, algorithm) run of ``budget``, in a stable order."""
+    b = check_budget(budget)
+    if algorithm not in b["algo"]:
+        raise BadInput(f"budget {budget!r} has no settings for algorithm {algorithm!r}; it has {', '.join(b['algo'])}")
+    out: dict[str, Any] = dict(ALWAYS)
+    out.update(b["train"].get(family, {}))
+    out.update(b["algo"][algorithm])
+    out.update(b["algo_family"].get((family, algorithm), {}))
+    return out
+
+
+def as_overrides(settings: dict[str, Any]) -> list[str]:
+    """``{"algo.width": 64}`` -> ``["algo.width=64"]`` (values as omrl-train's --set reads them)."""
+    return [f"{k}={_format(v)}" for k, v in settings.items()]
+
+
+def _format(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_format(x) for x in v) + "]"
+    return str(v)
+
+
+def describe(budget: str) -> dict[str, Any]:
+    """The budget as plain data: per family the collection command and recipe, per (family,
+    algorithm) the training settings. (``omrl-study recipes`` prints it.)"""
+    from omrl_data.collection.plan import make_plan, resume_command
+
+    b = check_budget(budget)
+    out: dict[str, Any] = {"budget": budget, "families": {}}
+    for family in families_of(budget):
+        cfg = collect_config(budget, family, workers=2)
+        plan = make_plan(cfg)
+        out["families"][family] = {
+            "collect": resume_command(plan.config, None).removesuffix(" --resume"),
+            "tasks": plan.n_tasks,
+            "train_tasks": len(plan.tasks.indices("train")),
+            "test_tasks": [int(i) for i in plan.tasks.indices("test")],
+            "transitions": plan.transitions,
+            "training": {algo: as_overrides(training_settings(budget, family, algo)) for algo in b["algo"]},
+        }
+    return out

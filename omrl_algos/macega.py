@@ -28,8 +28,13 @@ Where the meta-gradient flows (no second derivatives anywhere). ``sg`` is stop-g
 - Value and policy meta-gradients are disjoint: the value enters the policy losses only through
   detached advantages; c (the advantage-loss coefficient) is reached only through the policy's
   evolving weights (the inner step holds its gradient constant).
-- Agreement weights are computed from the policy-network parts of ``g^P_i`` and are constants;
-  the same weights scale the task's policy inner-lr and c gradients.
+- Agreement weights are constants computed from per-task vectors ``g_i``: by default each task's
+  inner policy update ``theta'_i - theta`` (``agreement_vectors="inner"``, Eshratifar et al.'s
+  definition), or the policy-network parts of the meta-gradients ``g^P_i`` (``"outer"``). Paper
+  000 writes the weights with "the gradient of task i" and does not say which; measured on the
+  fidelity bandit (README), the outer vectors gave negative weights to disagreeing tasks often
+  enough that the policy stopped adapting. The same weights scale the task's policy inner-lr and
+  c gradients.
 
 Ablations (paper 000 s. IV-C-4): ``no_evolving_gradient`` sets ``phi* = phi'``, ``theta* =
 theta'`` (the plain first-order SGD meta-gradient); ``no_gradient_agreement`` averages the
@@ -74,6 +79,7 @@ class MacegaConfig(MacawConfig):
     evolving_paths: str = "both"  # meta-gradient through copies' values and weights (both) or only the weights (weights; EvoGrad's strict form)
     no_evolving_gradient: bool = False  # ablation "No EG": phi* = phi', theta* = theta' (plain first-order SGD meta-gradient)
     no_gradient_agreement: bool = False  # ablation "No GA": average the policy meta-gradients instead of agreement weights
+    agreement_vectors: str = "inner"  # the g_i of the agreement weights: inner (each task's inner policy update theta' - theta, as Eshratifar et al.) | outer (the per-task policy meta-gradients); paper 000 does not say which
 
 
 class Macega(Macaw):
@@ -87,6 +93,8 @@ class Macega(Macaw):
             raise BadInput(f"algo.noise={config.noise!r} is not known; use one of {', '.join(NOISE_TYPES)}")
         if config.evolving_paths not in PATHS:
             raise BadInput(f"algo.evolving_paths={config.evolving_paths!r} is not known; use one of {', '.join(PATHS)}")
+        if config.agreement_vectors not in ("inner", "outer"):
+            raise BadInput(f"algo.agreement_vectors={config.agreement_vectors!r} is not known; use inner or outer")
         if config.perturbations < 1 or config.tau <= 0 or config.sigma < 0:
             raise BadInput(f"need algo.perturbations >= 1, algo.tau > 0 and algo.sigma >= 0; got {config.perturbations}, {config.tau}, {config.sigma}")
         super().__init__(config, obs_dim, act_dim, device)
@@ -111,6 +119,8 @@ class Macega(Macaw):
         # Value targets once per batch (MC returns, bootstrapped at truncations as MACAW's).
         support = self._support_targets(meta["value"], task["support"])
         value, policy, terms = self._adapt_params(meta, support, first_order=True)
+        # The task's inner policy update theta' - theta (Eshratifar et al.'s agreement vectors).
+        inner_update = {k: (policy[k] - meta["policy"][k]).detach() for k in policy}
         if not c.no_evolving_gradient:
             adv_coef = F.softplus(meta["adv_coef"])
             value_prime = value
@@ -129,6 +139,8 @@ class Macega(Macaw):
         mean = call(self.policy, policy, query["observations"])
         outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
         aux = {"value_loss": outer_value["loss"].detach(), "policy_loss": outer_policy["loss"].detach(), "awr_weight_max": outer_policy["awr_weight_max"], **terms}
+        if c.agreement_vectors == "inner":
+            aux["inner_update"] = inner_update
         return outer_value["loss"] + outer_policy["loss"], aux
 
     def _copy_policy_loss(self, policy_params: dict, advantages: torch.Tensor, adv_coef: torch.Tensor, support: dict) -> torch.Tensor:
@@ -169,7 +181,9 @@ class Macega(Macaw):
         if c.no_gradient_agreement:
             weights = torch.full((n_tasks,), 1.0 / n_tasks, device=self.device)
         else:
-            weights = agreement_weights(list(grads["policy"].values()))
+            vectors = out.pop("inner_update") if c.agreement_vectors == "inner" else grads["policy"]
+            weights = agreement_weights(list(vectors.values()))
+        out.pop("inner_update", None)
         live = self.meta_params()
         self.optimizer.zero_grad(set_to_none=True)
         for part in live:

@@ -72,7 +72,7 @@ def find_dataset(config: Any, root: Any = None) -> str | None:
     except ImportError:
         library_find_dataset = None
     if library_find_dataset is not None:
-        return library_find_dataset(config, root)
+        return library_find_dataset(config, root, any_name=True)  # the same recipe under another name is the same data
     from omrl_data.store import catalog
 
     name = config.dataset_name()

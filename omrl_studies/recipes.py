@@ -71,10 +71,11 @@ BUDGETS: dict[str, dict[str, Any]] = {
                 tasks=10,  # MACAW grid linspace(0.075, 3.0, 10)
                 grid=True,
                 split="interpolation",  # held-out tasks lie inside the training range
-                split_args={"every": 3},  # test = grid positions 1, 4, 7 (v* 0.40, 1.05, 1.70); 7 train
+                split_args={"every": 4},  # test = grid positions 2, 6 (v* 0.725, 2.025); 8 train
                 mode="shared",  # one task-conditioned SAC per shard over a vector of its task envs
                 shards=2,  # two learners of 5 tasks each (= 2 workers)
-                steps_per_task=30_000,  # 30k vector steps per shard = 30k SAC updates, ~5.5 min
+                steps_per_task=20_000,  # 20k vector steps per shard
+                sac={"updates_per_step": 2.0},  # 40k SAC updates per shard; 27 min at load ~6 (the main job embeds a 10k-row-per-task slice of it)
             ),
             "point_robot_sparse": dict(
                 tasks=10,  # goals at angles linspace(0, pi, 10) (PEARL/FOCAL grid)
@@ -97,8 +98,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
         },
         "train": {
             "cheetah_dir": {
-                "train.steps": 3_000,  # meta-steps; issue 14 saw MACAW (no WT) / MT+FT learn by 3,000-4,000
-                "train.eval_every": 750,  # also the resume granularity (latest.pt)
+                "train.steps": 2_000,  # meta-steps; MACAW (weight transforms) passed 1.0 normalised by 1,000-1,500 here
+                "train.eval_every": 500,  # also the resume granularity (latest.pt)
                 "eval.episodes": 3,  # deterministic rollouts per test task and policy
             },
             "cheetah_vel": {

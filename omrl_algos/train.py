@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,10 +154,17 @@ def save_checkpoint(path: Path, algo: Any, sampler: Any, step: int, cfg: RunConf
 def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BadInput(f"checkpoint {path} does not exist")
+    # weights_only: a checkpoint may come from someone else; its pickle may hold only tensors and
+    # plain containers, never objects whose unpickling would run code.
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a corrupt file is a user-visible condition, not a bug
-        raise BadInput(f"checkpoint {path} cannot be read ({type(e).__name__}); use another checkpoint") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt or unsafe file is a user-visible condition, not a bug
+        why = "it holds objects other than tensors and plain values; it was not loaded" if isinstance(e, pickle.UnpicklingError) else type(e).__name__
+        raise BadInput(f"checkpoint {path} cannot be read ({why}); use another checkpoint") from None
+    missing = [k for k in ("step", "algorithm", "obs_dim", "act_dim", "config", "algo") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise BadInput(f"checkpoint {path} is not an omrl checkpoint (missing {', '.join(missing)}); use another checkpoint")
+    return ckpt
 
 
 def check_checkpoint_matches(ckpt: dict[str, Any], dataset: Any, path: Path) -> None:

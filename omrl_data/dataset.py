@@ -48,7 +48,7 @@ import numpy as np
 
 from omrl_data.errors import BadInput, IntegrityError
 from omrl_data.schema import FIELD_NAMES, FIELDS_BY_NAME
-from omrl_data.store import catalog, manifest, zarr_io
+from omrl_data.store import catalog, manifest, validate, zarr_io
 from omrl_data.store.lock import pid_alive
 from omrl_data.tasks.table import TaskTable
 
@@ -193,8 +193,7 @@ def load(
     man = manifest.read_manifest(path)
     meta = catalog.read_metadata(path)
     manifest.check_format_version(meta.get("format_version"), f"the metadata of {path}")
-    if "tasks" not in meta:
-        raise IntegrityError(f"{path}: metadata has no task table")
+    validate.check_version(path, meta)  # metadata and array shapes/dtypes against the schema
     tasks = TaskTable.from_dict(meta["tasks"])
     checksum = manifest.manifest_checksum(manifest=man)
     layout = _layout(path, len(tasks))

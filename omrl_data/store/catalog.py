@@ -291,8 +291,11 @@ def info(id_or_path: str | Path, root: str | Path | None = None) -> dict[str, An
     per task its split, parameters, counts and episode-return statistics (in stored order)."""
     from omrl_data.store import manifest
 
+    from omrl_data.store.validate import check_version
+
     folder = resolve(id_or_path, root)
     meta = read_metadata(folder)
+    check_version(folder, meta)  # one line naming file and field, not a traceback further down
     row = summary(folder)
     tasks = (meta.get("tasks") or {}).get("tasks", [])
     per_task = []

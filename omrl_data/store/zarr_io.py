@@ -130,10 +130,12 @@ def array_shapes(dataset_dir: str | Path, task_index: int) -> dict[str, tuple[tu
             continue
         try:
             meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError(f"{meta_path.name} must hold a JSON object, not {type(meta).__name__}")
             if meta.get("node_type") != "array":
                 continue
             out[child.name] = (tuple(int(d) for d in meta["shape"]), np.dtype(_zarr_dtype(meta["data_type"])))
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, ValueError, OSError, json.JSONDecodeError) as e:
             raise IntegrityError(f"task {task_index}, array {child.name}: unreadable array metadata ({e})") from e
     return out
 

@@ -48,13 +48,17 @@ def list_cmd(
     from omrl_data.store.lock import describe
     from omrl_data.store.writer import unfinished_writes
 
-    rows = catalog.list_datasets(root)
+    every = catalog.list_datasets(root)
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(every, indent=1))
         return
     for w in unfinished_writes(root):
         state = f"being written by {describe(w['writer'])}" if w["writer"] else "interrupted: continue it with --resume"
         console.print(f"[yellow]unfinished[/] {w['id']}: {w['tasks_done']} task(s) written, {state}", highlight=False, soft_wrap=True)
+    rows = [r for r in every if not r.get("damaged")]
+    for r in every:
+        if r.get("damaged"):
+            console.print(f"[red]damaged[/] {r['id']}: {r['damaged']} (remove it: omrl-data delete {r['id']} --yes)", highlight=False, soft_wrap=True)
     if not rows:
         console.print(f"no datasets under {catalog.resolve_root(root)}")
         return
@@ -143,6 +147,10 @@ def verify_cmd(
         job = bar.add_task("verifying", total=total)
         problems = manifest.verify(folder, progress=lambda n: bar.advance(job, n))
     name = catalog.dataset_id_of(folder)
+    if problems and not catalog.is_complete(folder):
+        from omrl_data.errors import DatasetNotFound
+
+        raise DatasetNotFound(f"{name} was deleted while it was being verified ({folder} is gone)")
     if problems:
         for p in problems:
             err_console.print(f"[red]{p}[/]", highlight=False, soft_wrap=True)
@@ -159,7 +167,7 @@ def delete_cmd(
     """Delete one dataset version (and its loading cache); asks first unless --yes."""
     from omrl_data.store import catalog
 
-    folder = catalog.resolve(dataset, root)
+    folder = catalog.resolve_damaged(dataset, root)
     name = catalog.dataset_id_of(folder)
     children = [r["id"] for r in catalog.list_datasets(root) if r["parent"] == name]
     if children:

@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from omrl_data.errors import BadInput, IntegrityError
+from omrl_data.errors import BadInput, DatasetNotFound, IntegrityError
 from omrl_data.schema import FIELD_NAMES, FIELDS_BY_NAME
 from omrl_data.store import catalog, manifest, validate, zarr_io
 from omrl_data.store.lock import pid_alive
@@ -190,6 +190,15 @@ def load(
     (MB; default ``$OMRL_MEMORY_BUDGET_MB`` or 4096) come back memory-mapped from the cache.
     """
     path = catalog.resolve(id_or_path, root)
+    try:
+        return _load(path, root, memory_budget_mb, cache)
+    except IntegrityError:
+        if not (path / manifest.MANIFEST_FILE).exists():  # a delete renamed it away while we read it
+            raise DatasetNotFound(f"{path} was deleted while it was being read; nothing is wrong with the data") from None
+        raise
+
+
+def _load(path: Path, root: str | Path | None, memory_budget_mb: float | None, cache: bool) -> MultiTaskDataset:
     man = manifest.read_manifest(path)
     meta = catalog.read_metadata(path)
     manifest.check_format_version(meta.get("format_version"), f"the metadata of {path}")

@@ -137,3 +137,94 @@ def test_damaged_metadata_matrix_load_verify_slice_train(damaged, omrl_home, tmp
         assert r.exit_code == code, (args, r.output)
         assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit), (args, r.output)
         assert words in r.output or "problem(s) found" in r.output, (args, r.output)
+
+
+# ------------------------------------------------------------------------------------ item 5
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from cli.data import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("how", ["metadata_not_json", "metadata_a_list", "manifest_deleted"])
+def test_one_bad_version_is_listed_as_damaged_and_can_be_deleted(omrl_home, how):
+    good = make_synthetic_dataset(omrl_home, n_tasks=2, n_rows=20, name="good")
+    bad = make_synthetic_dataset(omrl_home, n_tasks=2, n_rows=20, name="bad")
+    folder = catalog.resolve(bad)
+    if how == "metadata_not_json":
+        (folder / "metadata.json").write_text("{not json")
+    elif how == "metadata_a_list":
+        (folder / "metadata.json").write_text("[]")
+    else:
+        (folder / "manifest.json").unlink()
+    rows = {r["id"]: r for r in catalog.list_datasets()}
+    assert set(rows) == {good, bad}
+    assert rows[good]["damaged"] is None and rows[bad]["damaged"]
+    r = _cli("list")
+    assert r.exit_code == 0 and good in r.output and "damaged" in r.output and bad in r.output, r.output
+    r = _cli("list", "--json")
+    assert r.exit_code == 0, r.output
+    listed = {row["id"]: row for row in json.loads(r.output)}
+    assert listed[bad]["damaged"] and listed[good]["transitions"] == 40
+    r = _cli("delete", bad, "--yes")
+    assert r.exit_code == 0, r.output
+    assert [row["id"] for row in catalog.list_datasets()] == [good]
+    r = _cli("delete", good, "--yes")
+    assert r.exit_code == 0 and catalog.list_datasets() == [], r.output
+
+
+def test_pull_refuses_a_crafted_remote_version_with_bad_metadata(omrl_home, tmp_path):
+    from omrl_data.publish import INDEX_FILE, publish, pull
+
+    ds = make_synthetic_dataset(omrl_home, n_tasks=2, n_rows=20)
+    remote = tmp_path / "remote"
+    publish(ds, str(remote), card=False)
+    rel = remote / "omrl/point_robot_sparse/synthetic-v1"
+    meta = json.loads((rel / "metadata.json").read_text())
+    meta["tasks"]["tasks"][0]["split"] = "validation"
+    (rel / "metadata.json").write_text(json.dumps(meta))
+    manifest.write_manifest(rel)  # a consistent, crafted remote: manifest and index agree
+    index = json.loads((remote / INDEX_FILE).read_text())
+    index["datasets"][ds]["manifest_checksum"] = manifest.manifest_checksum(rel)
+    (remote / INDEX_FILE).write_text(json.dumps(index))
+    other = tmp_path / "other_root"
+    with pytest.raises(IntegrityError, match=r"tasks.tasks\[0\].split"):
+        pull(ds, str(remote), root=other)
+    assert catalog.list_datasets(other) == []
+
+
+# ------------------------------------------------------------------------------------ item 6
+def test_verify_reports_a_file_that_vanishes_mid_verify(dataset_id, monkeypatch):
+    folder = catalog.resolve(dataset_id)
+    victim = sorted((folder / "data.zarr").rglob("c/*"))[5]
+    real = manifest.sha256_file
+    calls = []
+
+    def vanishing(path):
+        calls.append(path)
+        if len(calls) == 3:
+            victim.unlink()
+        return real(path)
+
+    monkeypatch.setattr(manifest, "sha256_file", vanishing)
+    problems = manifest.verify(folder)
+    assert any("missing file" in p and victim.name in p for p in problems), problems
+
+
+def test_a_version_deleted_while_it_is_read_is_not_called_corrupt(dataset_id, monkeypatch):
+    real = manifest.sha256_file
+    calls = []
+
+    def delete_midway(path):
+        calls.append(path)
+        if len(calls) == 4:
+            catalog.delete(dataset_id)
+        return real(path)
+
+    monkeypatch.setattr(manifest, "sha256_file", delete_midway)
+    from omrl_data.errors import DatasetNotFound
+
+    with pytest.raises(DatasetNotFound, match="deleted while it was being read"):
+        omrl_data.load(dataset_id)

@@ -157,6 +157,9 @@ def verify_cmd(
         fail(f"{name}: {len(problems)} problem(s) found; the dataset is damaged or was changed", 3)
     n_files = len(manifest.read_manifest(folder)["files"])
     console.print(f"[green]ok[/] {name}: {n_files} files match the manifest ({manifest.manifest_checksum(folder)[:16]}...)")
+    derived = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in ("manifest.json", "metadata.json"))
+    if derived:
+        console.print(f"not covered by the manifest (derived, regenerate with `omrl-data card {name}`): {', '.join(derived)}", highlight=False, soft_wrap=True)
 
 
 def delete_cmd(

@@ -214,13 +214,30 @@ def pull_cmd(
     """
     from omrl_data.publish import pull
 
+    from cli.common import human_size
+
     bar, advance = _bytes_bar("downloading", None)
+    report: dict = {}
     with bar:
         folder = pull(
             dataset, source, root=root, endpoint_url=endpoint_url, on_bytes=advance,
-            on_total=lambda n: bar.update(bar.task_ids[0], total=n),
+            on_total=lambda n: bar.update(bar.task_ids[0], total=n), report=report,
         )
-    console.print(f"[green]pulled[/] {dataset} -> {folder} (every checksum verified)")
+    if report.get("action") == "already present":
+        console.print(
+            f"[green]already here[/] {dataset} -> {folder}: nothing downloaded; the local copy has the manifest the remote "
+            f"index lists (re-check it with `omrl-data verify {folder}`)", highlight=False, soft_wrap=True,
+        )
+        return
+    console.print(
+        f"[green]pulled[/] {dataset} -> {folder}: {report.get('files')} files, {human_size(report.get('bytes') or 0)}, "
+        "each size and sha256 checked against the manifest", highlight=False, soft_wrap=True,
+    )
+    for f, state in (report.get("card") or {}).items():
+        if state == "verified":
+            console.print(f"card file {f}: sha256 matches the remote index", highlight=False)
+        else:
+            err_console.print(f"[yellow]note:[/] {f} left out ({state}); regenerate it with `omrl-data card {dataset}`", highlight=False, soft_wrap=True)
 
 
 def card_cmd(

@@ -6,7 +6,8 @@ the catalog layout and keeps an index::
     <remote>/index.json                                  every published version (see list_remote)
     <remote>/<namespace>/<family>/<name>-v<N>/           the version folder, byte for byte:
         metadata.json, data.zarr/..., policies/...       the files its manifest lists
-        card.md, learning_progress.png                   its dataset card (not in the manifest)
+        card.md, learning_progress.png                   its dataset card (not in the manifest;
+                                                         their sha256 is in the index entry)
         manifest.json                                    uploaded last
 
 Publishing uploads the data first, then checks the remote listing against the manifest, then
@@ -25,6 +26,7 @@ or the ``AWS_ENDPOINT_URL`` environment variable; credentials come from the usua
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import shutil
@@ -252,25 +254,29 @@ def publish(
         remote.put(folder / f, f"{rel}/{f}")
         if on_bytes:
             on_bytes(man["files"][f]["size"])
-    for f in CARD_FILES:
+    card_files = {}
+    for f in CARD_FILES:  # derived files outside the manifest: the index entry covers them
         if (folder / f).is_file():
-            remote.put(folder / f, f"{rel}/{f}")
+            data = (folder / f).read_bytes()
+            remote.write_bytes(f"{rel}/{f}", data)
+            card_files[f] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     # Every listed file must be there at its size before the manifest makes the version complete.
     there = remote.sizes(rel)
     short = [f for f in files if there.get(f) != man["files"][f]["size"]]
     if short:
         raise RemoteError(f"upload of {dataset_id} is incomplete ({short[0]} missing or truncated on {remote.url}); publish again")
     remote.put(folder / MANIFEST_FILE, f"{rel}/{MANIFEST_FILE}")
-    _add_to_index(remote, folder, dataset_id, rel)
+    _add_to_index(remote, folder, dataset_id, rel, card_files)
     return f"{remote.url}/{rel}"
 
 
-def _add_to_index(remote: Remote, folder: Path, dataset_id: str, rel: str) -> None:
+def _add_to_index(remote: Remote, folder: Path, dataset_id: str, rel: str, card_files: dict[str, Any] | None = None) -> None:
     row = catalog.summary(folder)
     index = read_index(remote)
     index["datasets"][dataset_id] = {
         **{k: row[k] for k in ("family", "tasks", "train_tasks", "test_tasks", "transitions", "size_bytes", "created", "parent")},
         "manifest_checksum": manifest.manifest_checksum(folder),
+        "card_files": card_files or {},  # sha256 and size of card.md / learning_progress.png
         "published": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "path": rel,
     }
@@ -288,6 +294,7 @@ def pull(
     endpoint_url: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> Path:
     """Download ``dataset_id`` (``-vN`` optional = latest published) into the local catalog.
 
@@ -295,7 +302,14 @@ def pull(
     before anything appears in the catalog (``on_total(bytes)`` once the manifest is read, then
     ``on_bytes(n)`` per file, for progress bars). Returns the local folder. IntegrityError for a
     tampered or truncated remote; DatasetNotFound when the remote does not have it.
+
+    The card files (outside the manifest) are kept only when their sha256 matches the remote
+    index entry; others are left out (regenerate them with ``omrl-data card``).
+    ``report`` (a dict, filled in): ``action`` ("downloaded" or "already present": nothing was
+    downloaded because the local copy has the manifest checksum the index lists), ``files`` and
+    ``bytes`` checked, ``card`` (file -> "verified" / "not in the index" / "checksum mismatch").
     """
+    report = {} if report is None else report
     ref = catalog.parse_id(dataset_id)
     remote = Remote(from_url, endpoint_url)
     index = read_index(remote)["datasets"]
@@ -316,7 +330,8 @@ def pull(
     if catalog.is_complete(final):
         local = manifest.manifest_checksum(final)
         if entry and entry.get("manifest_checksum") == local:
-            return final  # already here, same bytes
+            report.update(action="already present", files=0, bytes=0, card={})
+            return final  # already here, same manifest: nothing is downloaded or checked
         raise BadInput(f"{ref.id} already exists in {root_path} with different contents; delete it first (`omrl-data delete {ref.id}`)")
     staging = root_path / catalog.STAGING_DIR / ref.namespace / ref.family / f"{ref.name}-v{ref.version}"
     if staging.exists():
@@ -347,11 +362,26 @@ def pull(
         meta = catalog.read_metadata(folder)
         if meta.get("dataset_id") not in (None, ref.id):
             raise IntegrityError(f"{remote.url}/{rel} holds {meta.get('dataset_id')}, not {ref.id}")
+        from omrl_data.store.validate import check_version
+
+        check_version(folder, meta)  # a crafted remote can match its manifest and still be invalid
+        card = {}
+        listed_cards = (entry or {}).get("card_files") or {}
         for f in CARD_FILES:
             try:
                 remote.get(f"{rel}/{f}", folder / f)
             except FileNotFoundError:
-                pass
+                continue
+            want = listed_cards.get(f) if isinstance(listed_cards, dict) else None
+            if not isinstance(want, dict):
+                card[f] = "not in the index"
+            elif manifest.sha256_file(folder / f) != want.get("sha256"):
+                card[f] = "checksum mismatch"
+            else:
+                card[f] = "verified"
+                continue
+            (folder / f).unlink()  # never keep a file nothing vouches for
+        report.update(action="downloaded", files=len(man["files"]), bytes=sum(e["size"] for e in man["files"].values()), card=card)
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(folder, final)  # fails if the version appeared meanwhile: never overwrite

@@ -228,3 +228,51 @@ def test_a_version_deleted_while_it_is_read_is_not_called_corrupt(dataset_id, mo
 
     with pytest.raises(DatasetNotFound, match="deleted while it was being read"):
         omrl_data.load(dataset_id)
+
+
+# ------------------------------------------------------------------------------------ item 3
+@pytest.fixture
+def published(omrl_home, tmp_path):
+    from omrl_data.publish import publish
+
+    ds = make_synthetic_dataset(omrl_home, n_tasks=2, n_rows=20)
+    folder = catalog.resolve(ds)
+    (folder / "card.md").write_text("# a card\n")
+    (folder / "learning_progress.png").write_bytes(b"\x89PNG fake plot")
+    remote = tmp_path / "remote"
+    publish(ds, str(remote))
+    return ds, remote, remote / "omrl/point_robot_sparse/synthetic-v1"
+
+
+@pytest.mark.parametrize("tamper", [None, "card_changed", "index_without_cards"])
+def test_pull_keeps_only_card_files_the_index_vouches_for(published, tmp_path, tamper):
+    from omrl_data.publish import INDEX_FILE
+
+    ds, remote, rel = published
+    if tamper == "card_changed":
+        (rel / "card.md").write_text("# a card\nvisit http://evil.example\n")
+    elif tamper == "index_without_cards":
+        index = json.loads((remote / INDEX_FILE).read_text())
+        del index["datasets"][ds]["card_files"]
+        (remote / INDEX_FILE).write_text(json.dumps(index))
+    other = tmp_path / "other"
+    r = _cli("pull", ds, "--from", remote, "--root", other)
+    assert r.exit_code == 0, r.output
+    assert "every checksum verified" not in r.output
+    local = catalog.resolve(ds, other)
+    if tamper is None:
+        assert (local / "card.md").read_text() == "# a card\n"
+        assert "card.md: sha256 matches the remote index" in r.output
+    else:
+        assert not (local / "card.md").exists()
+        assert "card.md left out" in r.output
+        assert (local / "learning_progress.png").exists() == (tamper == "card_changed")
+    # a second pull downloads nothing, and says so
+    again = _cli("pull", ds, "--from", remote, "--root", other)
+    assert again.exit_code == 0 and "nothing downloaded" in again.output and "verified" not in again.output, again.output
+
+
+def test_verify_names_the_files_it_does_not_cover(published):
+    ds, _, _ = published
+    r = _cli("verify", ds)
+    assert r.exit_code == 0 and "not covered by the manifest" in r.output and "card.md" in r.output, r.output

@@ -1,6 +1,7 @@
 """What every command shares: turning library errors into one red line and an exit code."""
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from typing import Any, Callable
@@ -21,8 +22,23 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# The filesystem refused a write: the environment, not a bug (see docs/exit-codes.md).
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def storage_error_line(e: OSError) -> str:
+    where = f" {e.filename}" if getattr(e, "filename", None) else ""
+    return f"cannot write{where}: {e.strerror or e}; free space or fix permissions (an interrupted collection continues with --resume)"
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a prompt can be answered (a function, so that tests can pretend)."""
+    return sys.stdin.isatty()
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for typer commands: OmrlError -> one red line + its exit code; Ctrl-C -> 130."""
+    """Decorator for typer commands: OmrlError -> one red line + its exit code; a full or
+    read-only disk -> one line, exit 5; Ctrl-C (also at a prompt) -> 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,6 +49,15 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             sys.exit(130)
+        except OSError as e:
+            if e.errno in STORAGE_ERRNOS:
+                fail(storage_error_line(e), 5)
+            raise
+        except Exception as e:
+            if type(e).__name__ == "Abort":  # click's: Ctrl-C or end of input at a prompt
+                err_console.print("[yellow]interrupted[/]")
+                sys.exit(130)
+            raise
 
     return wrapper
 

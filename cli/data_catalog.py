@@ -175,9 +175,21 @@ def delete_cmd(
     children = [r["id"] for r in catalog.list_datasets(root) if r["parent"] == name]
     if children:
         err_console.print(f"[yellow]note:[/] {name} is the parent of {', '.join(children)}", highlight=False, soft_wrap=True)
-    if not yes and not typer.confirm(f"delete {name} ({folder})?", default=False):
-        err_console.print("not deleted")
-        raise typer.Exit(1)
+    from cli import common
+
+    if not yes:
+        try:
+            ok = typer.confirm(f"delete {name} ({folder})?", default=False)
+        except Exception as e:  # click's Abort: end of input (no terminal) or Ctrl-C at the prompt
+            if type(e).__name__ != "Abort":
+                raise
+            if common.stdin_is_terminal():
+                err_console.print("[yellow]interrupted[/]: not deleted")
+                raise typer.Exit(130)
+            fail(f"not deleting {name}: no answer to the confirmation (stdin is not a terminal); pass --yes to delete without asking", 2)
+        if not ok:
+            err_console.print("not deleted")
+            raise typer.Exit(1)
     catalog.delete(folder, root)
     console.print(f"deleted {name}")
 

@@ -122,6 +122,11 @@ def export_cmd(
 
     if format != "minari":
         raise BadInput(f"unknown export format {format!r}; accepted: minari")
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    from omrl_data.store import catalog
+
+    catalog.check_writable(get_dataset_path(), "Minari's dataset root", "$MINARI_DATASETS_PATH")
     with _TaskBar("exporting") as bar:
         ids = export_minari(dataset, namespace=namespace, root=root, on_task=bar.update)
     console.print(f"[green]exported[/] {len(ids)} Minari datasets: {ids[0]}{' ... ' + ids[-1] if len(ids) > 1 else ''}")
@@ -254,7 +259,10 @@ def card_cmd(
       omrl-data card omrl/cheetah_vel/replay-v1 --out cards/cheetah_vel.md
     """
     from omrl_data.cards import write_card
+    from omrl_data.store import catalog
 
+    target = out.parent if out is not None else catalog.resolve(dataset, root)
+    catalog.check_writable(target, "the card's folder", "--out")
     md, png = write_card(dataset, out=out, root=root, license=license, note=note)
     console.print(f"[green]wrote[/] {md} and {png}")
 

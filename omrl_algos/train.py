@@ -56,7 +56,7 @@ def resolve_config(
         saved = Path(resume_dir) / "config.json"
         if not saved.is_file():
             raise BadInput(f"nothing to resume in {resume_dir}: no config.json there; start the run without --resume")
-        cfg = RunConfig.from_dict(json.loads(saved.read_text()))
+        cfg = read_run_config(saved)
         if cfg.algorithm != algorithm:
             raise BadInput(f"run folder {resume_dir} holds a {cfg.algorithm} run, not {algorithm}")
     else:
@@ -123,6 +123,50 @@ def check_dataset(cfg: RunConfig, dataset: Any) -> None:
     for name, value in (("train.eval_every", cfg.train.eval_every), ("train.checkpoint_every", cfg.train.checkpoint_every)):
         if value < 0:
             raise BadInput(f"{name}={value} must be >= 0 (0 = off)")
+
+
+# Algorithm settings that size something: at least 1. Every other integer setting: at least 0.
+_SIZE_SETTINGS = ("width", "depth", "latent_dim", "adv_width", "meta_batch", "support_size", "query_size", "batch_size", "perturbations")
+
+
+def check_settings(cfg: RunConfig) -> None:
+    """Values no algorithm can use, as one line before any work (seed, sizes, counts, NaN)."""
+    import dataclasses
+    import math
+
+    from omrl_data.tasks.base import check_seed
+
+    check_seed(cfg.train.seed, "train.seed (--seed)")
+    for key, value in (("eval.episodes", cfg.eval.episodes), ("eval.adapt_batch", cfg.eval.adapt_batch)):
+        if isinstance(value, int) and value < 1:
+            raise BadInput(f"{key}={value} must be at least 1")
+    groups = [("train", cfg.train), ("eval", cfg.eval)] + ([("algo", cfg.algo)] if dataclasses.is_dataclass(cfg.algo) else [])
+    for prefix, group in groups:
+        for f in dataclasses.fields(group):
+            value, key = getattr(group, f.name), f"{prefix}.{f.name}"
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, int):
+                low = 1 if prefix == "algo" and (f.name in _SIZE_SETTINGS or f.name.endswith(("_size", "_width"))) else 0
+                if value < low:
+                    raise BadInput(f"{key}={value} must be at least {low}")
+            elif isinstance(value, float) and math.isnan(value):
+                raise BadInput(f"{key}=nan is not a number; give a finite value")
+            elif isinstance(value, tuple) and any(isinstance(v, int) and not isinstance(v, bool) and v < 0 for v in value):
+                raise BadInput(f"{key}={list(value)} must hold values >= 0")
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run folder, or BadInput in one line when it is a file or cannot be written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"run folder {run_dir} is a file; pass --out a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise BadInput(f"cannot write the run folder {run_dir} ({e.strerror or e}); pass --out a writable folder") from None
 
 
 def build_algorithm(cfg: RunConfig, obs_dim: int, act_dim: int, device: torch.device) -> Any:
@@ -210,11 +254,14 @@ def train(
     meta-step. ``resume`` continues from ``<out>/checkpoints/latest.pt``.
     """
     device = check_device(cfg.train.device)
+    check_settings(cfg)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     dataset = load_dataset(cfg)
     check_dataset(cfg, dataset)
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg, dataset)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"run folder {run_dir} is a file; pass --out a folder")
     latest = run_dir / CHECKPOINT_DIR / LATEST
     ckpt = None
     if resume:
@@ -235,7 +282,7 @@ def train(
     if ckpt is not None:
         restore(ckpt, algo, sampler, device)
         start = int(ckpt["step"])
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir)
     cfg.out = str(run_dir)
     cfg.save(run_dir)
     logger = MetricsLogger(run_dir, resume_step=start if resume else None)
@@ -327,6 +374,15 @@ def _progress(enabled: bool, console: Any, total: int, start: int) -> _Bar | Non
 
 
 # --------------------------------------------------------------------------------- re-evaluate
+def read_run_config(saved: Path) -> RunConfig:
+    """A run folder's config.json, or BadInput in one line when it is damaged."""
+    try:
+        d = json.loads(saved.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(f"{saved} cannot be read ({type(e).__name__}); the run folder is damaged (its config.yaml may still be good)") from None
+    if not isinstance(d, dict):
+        raise BadInput(f"{saved} must hold a mapping of settings, not {type(d).__name__}; the run folder is damaged")
+    return RunConfig.from_dict(d)
 def evaluate_run(
     run_dir: str | Path,
     checkpoint: str = "latest",
@@ -345,7 +401,8 @@ def evaluate_run(
     saved = run_dir / "config.json"
     if not saved.is_file():
         raise BadInput(f"{run_dir} is not a run folder (no config.json); give the folder omrl-train wrote")
-    cfg = apply_overrides(RunConfig.from_dict(json.loads(saved.read_text())), list(overrides))
+    cfg = apply_overrides(read_run_config(saved), list(overrides))
+    check_settings(cfg)
     name = checkpoint if checkpoint.endswith(".pt") else (LATEST if checkpoint == "latest" else f"step_{int(checkpoint):06d}.pt" if checkpoint.isdigit() else checkpoint)
     path = run_dir / CHECKPOINT_DIR / name
     ckpt = read_checkpoint(path)

@@ -44,7 +44,9 @@ ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # honoured for s3:// URLs when no endpoint_ur
 
 
 class RemoteError(OmrlError):
-    """The remote store cannot be reached, read or written."""
+    """The remote store cannot be reached, read or written (exit 2, like other bad input)."""
+
+    exit_code = 2
 
 
 class RemoteExists(BadInput):
@@ -81,6 +83,8 @@ class Remote:
             raise BadInput(f"cannot open remote {url!r} ({e}); accepted: a folder, file://PATH, s3://BUCKET/PREFIX (needs s3fs)") from e
         self.local = self.fs.protocol in ("file", "local") or "file" in tuple(self.fs.protocol)
         self.base = self.base.rstrip("/")
+        if self.local and Path(self.base).exists() and not Path(self.base).is_dir():
+            raise BadInput(f"remote {url} is a file, not a folder; give a folder, file://PATH or s3://BUCKET/PREFIX")
 
     def path(self, *parts: str) -> str:
         return "/".join([self.base, *[p.strip("/") for p in parts if p]])
@@ -333,6 +337,7 @@ def pull(
             report.update(action="already present", files=0, bytes=0, card={})
             return final  # already here, same manifest: nothing is downloaded or checked
         raise BadInput(f"{ref.id} already exists in {root_path} with different contents; delete it first (`omrl-data delete {ref.id}`)")
+    catalog.check_writable(root_path)
     staging = root_path / catalog.STAGING_DIR / ref.namespace / ref.family / f"{ref.name}-v{ref.version}"
     if staging.exists():
         raise BadInput(f"{ref.id} is being written locally ({staging}); pull it under another catalog root")

@@ -294,6 +294,7 @@ def slice_dataset(
     from omrl_data.tasks.table import TaskTable
 
     catalog.check_name(name)
+    catalog.check_writable(catalog.resolve_root(root))
     parent_dir = catalog.resolve(parent, root)
     # Full checksums: linked files and rewritten rows must not carry tampered bytes into a
     # version whose new manifest would vouch for them.

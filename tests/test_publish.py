@@ -95,7 +95,7 @@ def test_endpoint_from_environment_and_cli(dataset, s3, monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     assert catalog.is_complete(catalog.resolve(dataset, tmp_path / "r2"))
     r = run("publish", dataset, "--to", "s3://no-such-bucket-here/x", "--no-card")
-    assert r.exit_code == 1 and "does not exist" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert r.exit_code == 2 and "does not exist" in r.output and len(r.output.strip().splitlines()) == 1, r.output
 
 
 def test_publish_refuses_to_overwrite(dataset, s3, tmp_path):

@@ -123,7 +123,7 @@ def validate(config: CollectConfig):
 
         if not torch.cuda.is_available():
             raise BadInput(f"--device {device}: no CUDA device is visible here; use --device cpu")
-    catalog.check_name(config.dataset_name())
+    catalog.check_name(config.dataset_name() if config.name is None else config.name)  # '' is not "the default"
     s = config.sac
     if s.batch_size < 1 or s.learning_starts < 0 or not s.updates_per_step > 0 or not 0 < s.tau <= 1:
         raise BadInput("SAC settings: batch_size >= 1, learning_starts >= 0, updates_per_step > 0, 0 < tau <= 1")
@@ -241,11 +241,10 @@ def _existing_ancestor(path: Path) -> Path:
 
 def check_root(root: Path, need_bytes: int) -> None:
     """BadInput unless ``root`` can be created/written and its disk has room for ``need_bytes``."""
+    from omrl_data.store.catalog import check_writable
+
     base = _existing_ancestor(root)
-    if not base.is_dir():
-        raise BadInput(f"cannot write to the catalog root {root}: {base} is not a directory; pass a writable --root")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise BadInput(f"cannot write to the catalog root {root}: {base} is not writable; pass a writable --root")
+    check_writable(root)  # a real write: /proc and read-only mounts are "not writable", not "0 B free"
     free = shutil.disk_usage(base).free
     need = int(need_bytes * DISK_MARGIN) + MIN_FREE_BYTES
     if free < need:

@@ -265,6 +265,15 @@ def _raise_worker_error(plan: CollectionPlan, k: int, kind: str, message: str, t
     cls = getattr(errors, kind, None)
     if isinstance(cls, type) and issubclass(cls, OmrlError):
         raise cls(message)
+    import errno
+    import re
+
+    m = re.match(r"\[Errno (\d+)\] ([^:]*)", message)
+    if m and int(m[1]) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):  # a full or read-only disk
+        raise errors.StorageError(
+            f"worker on {unit_label(plan.units[k])} could not write: {m[2]}; free space or fix permissions, then run the "
+            "same command with --resume (finished tasks are kept)"
+        )
     raise RuntimeError(f"worker failed on {unit_label(plan.units[k])}: {kind}: {message}\n--- worker traceback ---\n{tb}")
 
 

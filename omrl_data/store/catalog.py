@@ -71,6 +71,28 @@ def resolve_root(root: str | Path | None = None) -> Path:
     return Path(root).expanduser().absolute()
 
 
+def check_writable(folder: str | Path, what: str = "the catalog root", flag: str = "--root") -> Path:
+    """``folder`` (absolute) if it is, or can be created as, a folder this process can write;
+    BadInput naming what is wrong otherwise. Writes and removes a probe file in the nearest
+    existing folder, since permission bits do not tell (root ignores them; /proc and read-only
+    mounts refuse anyway)."""
+    import tempfile
+
+    folder = Path(folder).expanduser().absolute()
+    base = folder
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        raise BadInput(f"cannot write to {what} {folder}: {base} is a file, not a folder; pass a writable {flag}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".omrl-probe-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BadInput(f"cannot write to {what} {folder}: {base} is not writable ({e.strerror or e}); pass a writable {flag}") from None
+    return folder
+
+
 def parse_id(dataset_id: str) -> DatasetRef:
     """``omrl/<family>/<name>[-v<N>]`` -> DatasetRef; BadInput naming the accepted form otherwise."""
     m = _ID_RE.match(str(dataset_id).strip())
@@ -368,6 +390,7 @@ def delete(id_or_path: str | Path, root: str | Path | None = None) -> Path:
     from omrl_data.store import manifest
 
     folder = resolve_damaged(id_or_path, root)
+    check_writable(folder.parent, "the catalog folder")  # a read-only catalog: one line, nothing changed
     try:
         checksum = manifest.manifest_checksum(folder)
     except (IntegrityError, OSError):

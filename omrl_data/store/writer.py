@@ -109,8 +109,7 @@ def _reserve(
         return target, lock
 
 
-class StorageError(OmrlError):
-    """The disk is full, read-only or not writable; the staging folder is kept for --resume."""
+from omrl_data.errors import StorageError  # noqa: E402  (the disk is full or read-only; exit 5)
 
 
 class StagedDataset:

@@ -28,7 +28,7 @@ STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
 
 def storage_error_line(e: OSError) -> str:
     where = f" {e.filename}" if getattr(e, "filename", None) else ""
-    return f"cannot write{where}: {e.strerror or e}; free space or fix permissions (an interrupted collection continues with --resume)"
+    return f"cannot write{where}: {e.strerror or e}; free space or fix permissions, then run the command again (a collection: with --resume)"
 
 
 def stdin_is_terminal() -> bool:

@@ -122,11 +122,12 @@ def export_cmd(
 
     if format != "minari":
         raise BadInput(f"unknown export format {format!r}; accepted: minari")
-    from minari.storage.datasets_root_dir import get_dataset_path
+    import os
 
     from omrl_data.store import catalog
 
-    catalog.check_writable(get_dataset_path(), "Minari's dataset root", "$MINARI_DATASETS_PATH")
+    minari_root = os.environ.get("MINARI_DATASETS_PATH") or os.path.join(os.path.expanduser("~"), ".minari", "datasets")
+    catalog.check_writable(minari_root, "Minari's dataset root", "$MINARI_DATASETS_PATH")
     with _TaskBar("exporting") as bar:
         ids = export_minari(dataset, namespace=namespace, root=root, on_task=bar.update)
     console.print(f"[green]exported[/] {len(ids)} Minari datasets: {ids[0]}{' ... ' + ids[-1] if len(ids) > 1 else ''}")

@@ -174,6 +174,51 @@ def build_algorithm(cfg: RunConfig, obs_dim: int, act_dim: int, device: torch.de
     return cls(cfg.algo, obs_dim, act_dim, device)
 
 
+MAX_AUTO_THREADS = 4  # the networks are small: more intra-op threads than this do not pay
+
+
+def auto_threads() -> int:
+    """Torch threads for ``train.threads=0``: the cores this process may use minus the load
+    average (other processes' work), at least 1 and at most MAX_AUTO_THREADS. Torch's own
+    default takes every core and, on a shared machine, ran ~5x slower than one thread."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(MAX_AUTO_THREADS, cores - int(round(busy))))
+
+
+def set_threads(cfg: RunConfig) -> int:
+    """Apply ``train.threads`` (0 = :func:`auto_threads`) to torch; returns the number used."""
+    n = cfg.train.threads if cfg.train.threads > 0 else auto_threads()
+    torch.set_num_threads(n)
+    return n
+
+
+class Diverged(BadInput):
+    """A training metric became NaN or infinite (the run stops; see train.stop_on_nan)."""
+
+
+def check_finite(metrics: dict[str, Any], step: int, last_checkpoint: int) -> None:
+    import math
+
+    for key, value in metrics.items():
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(v):
+            kept = f"the last checkpoint is at meta-step {last_checkpoint}" if last_checkpoint > 0 else "no checkpoint was written"
+            raise Diverged(
+                f"{key} is {v} at meta-step {step}: training diverged and was stopped ({kept}); lower the learning "
+                "rates, or pass --set train.stop_on_nan=false to continue anyway"
+            )
+
+
 # -------------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, algo: Any, sampler: Any, step: int, cfg: RunConfig, dataset: Any) -> None:
     state = {
@@ -255,10 +300,10 @@ def train(
     """
     device = check_device(cfg.train.device)
     check_settings(cfg)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg)
     dataset = load_dataset(cfg)
     check_dataset(cfg, dataset)
+    record_used_settings(cfg, dataset, console)
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg, dataset)
     if run_dir.exists() and not run_dir.is_dir():
         raise BadInput(f"run folder {run_dir} is a file; pass --out a folder")
@@ -273,6 +318,13 @@ def train(
             raise BadInput(f"{latest} is a {ckpt['algorithm']} checkpoint, not {cfg.algorithm}")
     elif latest.exists():
         raise BadInput(f"run folder {run_dir} already holds a run; pass --resume to continue it or --out for a new folder")
+    _remove_dead_temporaries(run_dir)
+    if ckpt is not None and int(ckpt["step"]) >= cfg.train.steps:
+        saved = _read_eval(run_dir)
+        if saved is not None and saved.get("step") == int(ckpt["step"]):
+            # A finished run: nothing to train, and its evaluation is on disk. Report it; append
+            # nothing (evaluating again would duplicate rows in metrics.csv and the history).
+            return RunResult(run_dir, int(ckpt["step"]), saved)
 
     torch.manual_seed(cfg.train.seed)
     algo = build_algorithm(cfg, dataset.obs_dim, dataset.act_dim, device)
@@ -302,9 +354,12 @@ def train(
 
     bar = _progress(progress, console, steps, start)
     t0 = time.time()
+    last_checkpoint = start
     try:
         for step in range(start + 1, steps + 1):
             metrics = algo.train_step(sampler)
+            if cfg.train.stop_on_nan:
+                check_finite(metrics, step, last_checkpoint)
             if step % cfg.train.log_every == 0 or step == steps:
                 metrics["train/steps_per_s"] = (step - start) / max(time.time() - t0, 1e-9)
                 logger.log(step, metrics)
@@ -312,6 +367,7 @@ def train(
             if is_eval:
                 do_eval(step)
                 save_checkpoint(run_dir / CHECKPOINT_DIR / LATEST, algo, sampler, step, cfg, dataset)
+                last_checkpoint = step
             if cfg.train.checkpoint_every > 0 and step % cfg.train.checkpoint_every == 0:
                 save_checkpoint(run_dir / CHECKPOINT_DIR / f"step_{step:06d}.pt", algo, sampler, step, cfg, dataset)
             if bar is not None:
@@ -324,6 +380,43 @@ def train(
         logger.close()
         evaluator.close()
     return RunResult(run_dir, max(start, steps), last_eval)
+
+
+def record_used_settings(cfg: RunConfig, dataset: Any, console: Any = None) -> None:
+    """Make the saved config say what the run uses: the catalog root the dataset came from (so
+    ``omrl-eval RUN`` finds it under any ``OMRL_HOME``) and ``algo.meta_batch`` as capped at the
+    number of training tasks (a note says so)."""
+    from omrl_data.store import catalog
+
+    if cfg.root is None and not Path(str(cfg.dataset)).expanduser().is_dir():
+        cfg.root = str(catalog.resolve_root(None))
+    n_train = len(dataset.tasks.indices("train"))
+    asked = getattr(cfg.algo, "meta_batch", None)
+    if isinstance(asked, int) and asked > n_train:
+        cfg.algo.meta_batch = n_train
+        if console is not None:
+            console.print(f"[yellow]note:[/] algo.meta_batch={asked} is more than the {n_train} training tasks; using {n_train}",
+                          highlight=False, soft_wrap=True)
+
+
+def _remove_dead_temporaries(run_dir: Path) -> None:
+    """Delete ``checkpoints/*.tmp<pid>`` and ``*.tmp`` JSON left by a writer that was killed."""
+    from omrl_data.store.lock import pid_alive
+
+    for p in (run_dir / CHECKPOINT_DIR).glob("*.tmp*") if (run_dir / CHECKPOINT_DIR).is_dir() else []:
+        pid = p.suffix.removeprefix(".tmp")
+        if not pid.isdigit() or not pid_alive(int(pid)) or int(pid) == os.getpid():
+            p.unlink(missing_ok=True)
+    for p in run_dir.glob("*.tmp") if run_dir.is_dir() else []:
+        p.unlink(missing_ok=True)
+
+
+def _read_eval(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads((run_dir / EVAL_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return d if isinstance(d, dict) and isinstance(d.get("mean"), dict) and isinstance(d.get("tasks"), list) else None
 
 
 def _read_history(run_dir: Path, step: int) -> list[dict[str, Any]]:
@@ -407,6 +500,7 @@ def evaluate_run(
     path = run_dir / CHECKPOINT_DIR / name
     ckpt = read_checkpoint(path)
     device = check_device(cfg.train.device)
+    set_threads(cfg)
     dataset = load_dataset(cfg)
     check_checkpoint_matches(ckpt, dataset, path)
     # The architecture comes from the checkpoint's own config; evaluation settings from cfg.

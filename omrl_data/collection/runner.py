@@ -111,7 +111,7 @@ def collect(
         return _run(staged, plan, done, progress, console, resume_cmd)
 
     planning.check_root(root_path, request.est_bytes)
-    _refuse_if_running(root_path, family, name)
+    _refuse_if_running(root_path, family, name, resume_cmd)
     if calibrate if calibrate is not None else (progress or confirm is not None):
         request.est_seconds = estimate_seconds(request, console if progress else None)
     if progress:
@@ -136,11 +136,14 @@ def _command_line() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "omrl_data.collection.collect"
 
 
-def _refuse_if_running(root: Path, family: str, name: str) -> None:
-    """Fail fast (before calibrating) if another collector is writing this family/name."""
+def _refuse_if_running(root: Path, family: str, name: str, resume_cmd: str = "") -> None:
+    """Fail fast (before calibrating) if another collector is writing this family/name, or if an
+    interrupted collection of it exists (say how to resume or discard it, never start v<N+1>
+    silently beside it)."""
     parent = root / catalog.STAGING_DIR / "omrl" / family
     if not parent.is_dir():
         return
+    interrupted = []
     for v in writer.unfinished(family, name, root):
         info = holder(parent / f"{name}-v{v}" / LOCK_FILE)
         if info is not None:
@@ -148,6 +151,16 @@ def _refuse_if_running(root: Path, family: str, name: str) -> None:
                 f"omrl/{family}/{name}-v{v} is being written by {describe(info)}; "
                 "wait for it, stop it, or choose another --name"
             )
+        interrupted.append(v)
+    if interrupted:
+        v = interrupted[-1]
+        folder = parent / f"{name}-v{v}"
+        tasks = zarr_io.data_root(folder / writer.DATASET_SUBDIR) / "tasks"
+        done = sum(1 for p in tasks.iterdir() if p.name.isdigit()) if tasks.is_dir() else 0
+        raise BadInput(
+            f"an unfinished collection omrl/{family}/{name}-v{v} exists ({done} task(s) written, interrupted); "
+            f"continue it with: {resume_cmd or '--resume'}  or discard it with: rm -r {folder}  (or choose another --name)"
+        )
 
 
 def _reopen(root: Path, family: str, name: str, console: Console) -> writer.StagedDataset:

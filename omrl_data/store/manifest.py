@@ -76,11 +76,15 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> Pat
     path = Path(path)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
     data = json.dumps(obj, indent=indent, sort_keys=True).encode()
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (or a kill signal as an exception): leave no temporary
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
     return path
 

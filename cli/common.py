@@ -12,8 +12,25 @@ from rich.table import Table
 
 from omrl_data.errors import OmrlError
 
-console = Console()
-err_console = Console(stderr=True)
+FILE_WIDTH = 200  # columns of tables and progress lines when the output is a file or a pipe
+
+
+def _make_console(stderr: bool = False) -> Console:
+    """A terminal gets its real width; a file or pipe (no terminal, no $COLUMNS) gets a wide
+    default instead of Rich's 80 columns, so tables are not wrapped mid-word in logs."""
+    import os
+
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    width = None if tty or os.environ.get("COLUMNS") else FILE_WIDTH
+    return Console(stderr=stderr, width=width)
+
+
+console = _make_console()
+err_console = _make_console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -31,3 +31,22 @@ def test_import_omrl_data_registers_the_gymnasium_ids():
 def test_the_module_form_of_gym_make_needs_no_import():
     r = _python("import gymnasium\nenv = gymnasium.make('omrl_data.tasks:omrl/PointRobotSparse-v0', task={'goal_angle': 1.0})\nprint(env.spec.id)")
     assert r.returncode == 0 and "omrl/PointRobotSparse-v0" in r.stdout, r.stderr
+
+
+# ----------------------------------------------------------------------------------- item 25
+def test_output_to_a_file_is_not_squeezed_to_80_columns():
+    import os
+
+    code = "from cli.common import console, err_console, FILE_WIDTH; print(console.width, err_console.width, FILE_WIDTH)"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                       env={**env, "PYTHONPATH": str(REPO)})
+    out, err_w, file_w = map(int, r.stdout.split())
+    assert out == err_w == file_w > 80
+    r = _python(code, COLUMNS="100")  # an explicit width is honoured
+    assert r.stdout.split()[:2] == ["100", "100"], r.stdout
+    # and a wide table reaches the file unwrapped
+    r2 = subprocess.run([sys.executable, "-c", "from rich.table import Table\nfrom cli.common import console\nt = Table()\n"
+                         "[t.add_column(f'column {i}') for i in range(8)]\nt.add_row(*[f'target_velocity=0.66{i}' for i in range(8)])\nconsole.print(t)"],
+                        cwd=REPO, capture_output=True, text=True, timeout=60, env={**env, "PYTHONPATH": str(REPO)})
+    assert all(f"target_velocity=0.66{i}" in r2.stdout for i in range(8)), r2.stdout

@@ -50,3 +50,12 @@ def test_output_to_a_file_is_not_squeezed_to_80_columns():
                          "[t.add_column(f'column {i}') for i in range(8)]\nt.add_row(*[f'target_velocity=0.66{i}' for i in range(8)])\nconsole.print(t)"],
                         cwd=REPO, capture_output=True, text=True, timeout=60, env={**env, "PYTHONPATH": str(REPO)})
     assert all(f"target_velocity=0.66{i}" in r2.stdout for i in range(8)), r2.stdout
+
+
+# ----------------------------------------------------------------------------------- item 27
+def test_pyproject_license_is_an_spdx_string_not_the_deprecated_table():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"
+    assert any(r.replace(" ", "").startswith("setuptools>=77") for r in project["build-system"]["requires"])

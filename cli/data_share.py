@@ -249,6 +249,7 @@ def pull_cmd(
 def card_cmd(
     dataset: str = typer.Argument(..., help="Dataset id or folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Markdown file to write (default: card.md in the version folder); the plot goes beside it."),
+    hub: Optional[Path] = typer.Option(None, "--hub", help="A Hugging Face Hub-ready folder: writes DIR/README.md and DIR/learning_progress.png."),
     license: str = typer.Option("cc-by-4.0", "--license", help="License named in the card's front matter."),
     note: Optional[str] = typer.Option(None, "--note", help="An extra paragraph for the summary (e.g. the collection budget)."),
     root: Optional[Path] = RootOption,
@@ -258,10 +259,17 @@ def card_cmd(
     Examples:
 
       omrl-data card omrl/cheetah_vel/replay-v1 --out cards/cheetah_vel.md
+
+      omrl-data card omrl/cheetah_vel/replay-v1 --hub hub/cheetah_vel --license cc-by-4.0
     """
     from omrl_data.cards import write_card
+    from omrl_data.errors import BadInput
     from omrl_data.store import catalog
 
+    if hub is not None:
+        if out is not None:
+            raise BadInput("give --out FILE or --hub DIR, not both")
+        out = hub / "README.md"  # the Hub reads a dataset repository's card from README.md
     target = out.parent if out is not None else catalog.resolve(dataset, root)
     catalog.check_writable(target, "the card's folder", "--out")
     md, png = write_card(dataset, out=out, root=root, license=license, note=note)

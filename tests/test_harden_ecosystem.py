@@ -59,3 +59,40 @@ def test_pyproject_license_is_an_spdx_string_not_the_deprecated_table():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["license"] == "MIT"
     assert any(r.replace(" ", "").startswith("setuptools>=77") for r in project["build-system"]["requires"])
+
+
+# ----------------------------------------------------------------------------------- item 19
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("license", ["cc-by-4.0", "other: see LICENSE", "it's \"quoted\"", "# not a comment", "- a list?", "[x]", "yes", "ünïcode"])
+def test_card_front_matter_is_valid_yaml_for_hostile_licenses(synthetic_dataset, license):
+    import yaml
+
+    from omrl_data.cards import render_card
+
+    text = render_card(synthetic_dataset, license=license)
+    assert text.startswith("---\n")
+    head = text.split("\n---\n", 1)[0].removeprefix("---\n")
+    meta = yaml.safe_load(head)
+    assert meta["license"] == license and "omrl" in meta["tags"] and meta["task_categories"] == ["reinforcement-learning"]
+
+
+@pytest.mark.parametrize("license", ["a\n---\nb", "", "x\r"])
+def test_card_license_must_be_one_line(synthetic_dataset, license):
+    from omrl_data.cards import render_card
+    from omrl_data.errors import BadInput
+
+    with pytest.raises(BadInput, match="one line"):
+        render_card(synthetic_dataset, license=license)
+
+
+def test_card_hub_folder_has_readme_and_plot(synthetic_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.data import app
+
+    r = CliRunner().invoke(app, ["card", synthetic_dataset, "--hub", str(tmp_path / "hub"), "--license", "other: see LICENSE"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "hub").iterdir()) == ["README.md", "learning_progress.png"]
+    assert "learning_progress.png" in (tmp_path / "hub" / "README.md").read_text()

@@ -32,7 +32,7 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     root: Optional[Path] = RootOption,
     remote: Optional[str] = typer.Option(None, "--remote", help="List what is published at this URL instead (folder, file://, s3://)."),
-    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint for --remote on a non-AWS store (default: $AWS_ENDPOINT_URL)."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint for --remote on a non-AWS store (default: botocore's $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)."),
 ) -> None:
     """Every local dataset version: family, tasks (train/test), transitions, size, created, parent.
 

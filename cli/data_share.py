@@ -16,7 +16,7 @@ from cli.common import console, err_console, print_versions, user_errors
 
 RootOption = typer.Option(None, "--root", help="Catalog root (default: $OMRL_HOME, else ~/.omrl).")
 EndpointOption = typer.Option(
-    None, "--endpoint-url", help="S3 endpoint of a non-AWS store (MinIO, moto); default: $AWS_ENDPOINT_URL, else AWS."
+    None, "--endpoint-url", help="S3 endpoint of a non-AWS store (MinIO, moto); default: botocore's $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS."
 )
 
 

@@ -21,7 +21,8 @@ every size and sha256, and only then moves the folder into the catalog in one re
 or truncated remote fails with IntegrityError and leaves the catalog as it was.
 
 S3 endpoints other than AWS (MinIO, moto, ...) are given with ``endpoint_url`` (``--endpoint-url``)
-or the ``AWS_ENDPOINT_URL`` environment variable; credentials come from the usual AWS sources.
+or botocore's own environment variables (``AWS_ENDPOINT_URL_S3``, which wins, then
+``AWS_ENDPOINT_URL``), resolved by botocore, not here; credentials come from the usual AWS sources.
 """
 from __future__ import annotations
 
@@ -40,7 +41,6 @@ from omrl_data.store import catalog, manifest
 
 INDEX_FILE = "index.json"
 CARD_FILES = ("card.md", "learning_progress.png")  # uploaded beside the data when present
-ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # honoured for s3:// URLs when no endpoint_url is given
 
 
 class RemoteError(OmrlError):
@@ -70,9 +70,8 @@ class Remote:
         protocol = url.split("://", 1)[0] if "://" in url else "file"
         options: dict[str, Any] = {}
         if protocol in ("s3", "s3a"):
-            endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV)
-            if endpoint:
-                options["client_kwargs"] = {"endpoint_url": endpoint}
+            if endpoint_url:  # else botocore resolves AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / config itself
+                options["client_kwargs"] = {"endpoint_url": endpoint_url}
             options["use_listings_cache"] = False  # another process may publish between our calls
             options["skip_instance_cache"] = True
         elif endpoint_url:

@@ -250,3 +250,13 @@ def test_local_remote_and_bad_inputs(dataset, tmp_path):
         r = run(*args)
         assert r.exit_code == code and needle in r.output, (args, r.output)
         assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+
+
+def test_service_specific_endpoint_wins_as_botocore_says(dataset, s3, monkeypatch, tmp_path):
+    """Issue 10 item 20: endpoint resolution is botocore's: AWS_ENDPOINT_URL_S3 beats AWS_ENDPOINT_URL."""
+    url, endpoint = s3
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    r = run("publish", dataset, "--to", url, "--no-card")
+    assert r.exit_code == 0, r.output
+    assert [row["id"] for row in list_remote(url)] == [dataset]

@@ -167,8 +167,13 @@ def export_minari(
     root: str | Path | None = None,
     on_task: Callable[[int, int], None] | None = None,
     author: str = "omrl",
+    code_permalink: str | None = None,
 ) -> list[str]:
     """Write one Minari dataset per task of an omrl dataset; return their Minari ids (by task).
+
+    ``code_permalink``: recorded as Minari's code permalink (e.g. the commit of the code that
+    collected the data); default none, rather than a URL that does not point at that code.
+    The observation and action spaces declare the dtype of the stored arrays (float32).
 
     Refuses (BadInput) when any of the target Minari ids exists. If writing fails part-way, the
     Minari datasets written so far are deleted again.
@@ -195,8 +200,9 @@ def export_minari(
         raise BadInput(
             f"Minari dataset {taken[0]} already exists; pick another --namespace or delete it with `minari delete {taken[0]}`"
         )
-    obs_space = space_from_json(meta.get("observation_space") or {"shape": [meta["obs_dim"]]})
-    act_space = space_from_json(meta.get("action_space") or {"shape": [meta["act_dim"]]})
+    # Declare what is stored: the arrays are float32 even where the env's own space is float64.
+    obs_space = space_from_json({**(meta.get("observation_space") or {"shape": [meta["obs_dim"]]}), "dtype": FIELDS_BY_NAME["observations"].dtype.name})
+    act_space = space_from_json({**(meta.get("action_space") or {"shape": [meta["act_dim"]]}), "dtype": FIELDS_BY_NAME["actions"].dtype.name})
 
     written: list[str] = []
     try:
@@ -213,7 +219,7 @@ def export_minari(
                     action_space=act_space,
                     algorithm_name=_algorithm_name(meta),
                     author=author,
-                    code_permalink="https://github.com/omrl/omrl",
+                    code_permalink=code_permalink,
                     description=f"Task {i} ({table.split[i]}) of omrl dataset {dataset_id}: {json.dumps(params)}",
                 )
             written.append(ids[i])
@@ -406,6 +412,13 @@ def import_minari(
     if not src.family:
         raise BadInput("the task family is unknown: pass --family (see `omrl-data families`)")
     fam = get_family(src.family)
+    for mid, ds in zip(src.datasets, loaded):  # data of another env cannot be this family's
+        dims = (int(np.prod(ds.observation_space.shape)), int(np.prod(ds.action_space.shape)))
+        if dims != (int(fam.obs_dim), int(fam.act_dim)):
+            raise BadInput(
+                f"Minari dataset {mid} has observation/action dims {dims[0]}/{dims[1]}, but {fam.name} has "
+                f"{fam.obs_dim}/{fam.act_dim}; it was not recorded on a {fam.name} env (choose the right --family)"
+            )
     missing = [src.datasets[i] for i, p in enumerate(src.params) if p is None]
     if missing:
         raise BadInput(
@@ -448,7 +461,12 @@ def _params_from_minari(ds, raw: dict[str, Any]) -> dict[str, Any] | None:
         if "task_json" in ep_meta:
             return json.loads(str(ep_meta["task_json"]))
     p = raw.get("omrl_task_params")
-    return dict(p) if isinstance(p, dict) else None
+    if isinstance(p, dict):
+        return dict(p)
+    # Recorded by someone else on an omrl env: the task is the env's constructor argument.
+    spec = getattr(ds, "env_spec", None)
+    task = (getattr(spec, "kwargs", None) or {}).get("task") if spec is not None else None
+    return dict(task) if isinstance(task, dict) else None
 
 
 def _import_metadata(src: MinariSource, loaded: list, fam, gamma: float | None) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def export_cmd(
     dataset: str = typer.Argument(..., help="Dataset id or folder."),
     format: str = typer.Option("minari", "--format", help="Export format: minari (one Minari dataset per task)."),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Minari namespace (default: the omrl id, e.g. omrl/cheetah_vel/replay-v1)."),
+    combinable: bool = typer.Option(False, "--combinable", help="Same env spec for every task (no task in it), so minari.combine_datasets accepts them; infos['task_index'] names each step's task."),
     code_permalink: Optional[str] = typer.Option(None, "--code-permalink", help="URL of the code that made the data (recorded in Minari's metadata; default: none)."),
     root: Optional[Path] = RootOption,
 ) -> None:
@@ -130,7 +131,7 @@ def export_cmd(
     minari_root = os.environ.get("MINARI_DATASETS_PATH") or os.path.join(os.path.expanduser("~"), ".minari", "datasets")
     catalog.check_writable(minari_root, "Minari's dataset root", "$MINARI_DATASETS_PATH")
     with _TaskBar("exporting") as bar:
-        ids = export_minari(dataset, namespace=namespace, root=root, on_task=bar.update, code_permalink=code_permalink)
+        ids = export_minari(dataset, namespace=namespace, root=root, on_task=bar.update, code_permalink=code_permalink, combinable=combinable)
     console.print(f"[green]exported[/] {len(ids)} Minari datasets: {ids[0]}{' ... ' + ids[-1] if len(ids) > 1 else ''}")
 
 

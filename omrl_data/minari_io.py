@@ -128,9 +128,10 @@ def space_to_json(space) -> dict[str, Any]:
     return {"type": "Box", "shape": list(space.shape), "low": bound(space.low), "high": bound(space.high), "dtype": str(space.dtype)}
 
 
-def _task_env_spec(meta: dict[str, Any], params: dict[str, Any]):
-    """The registered env spec of the dataset's env id with this task in its kwargs, or None
-    when the id is not registered (then the dataset has no recoverable env)."""
+def _task_env_spec(meta: dict[str, Any], params: dict[str, Any] | None):
+    """The registered env spec of the dataset's env id with this task in its kwargs (``params``
+    None: without a task, the same spec for every task), or None when the id is not registered
+    (then the dataset has no recoverable env)."""
     import gymnasium
 
     import omrl_data.tasks  # noqa: F401  (registers the omrl ids)
@@ -139,7 +140,9 @@ def _task_env_spec(meta: dict[str, Any], params: dict[str, Any]):
     if not env_id or env_id not in gymnasium.registry:
         return None
     spec = gymnasium.spec(env_id)
-    kwargs = {**spec.kwargs, **(meta.get("env_kwargs") or {}), "task": params}
+    kwargs = {**spec.kwargs, **(meta.get("env_kwargs") or {})}
+    if params is not None:
+        kwargs["task"] = params
     return dataclasses.replace(spec, kwargs=kwargs)
 
 
@@ -168,12 +171,17 @@ def export_minari(
     on_task: Callable[[int, int], None] | None = None,
     author: str = "omrl",
     code_permalink: str | None = None,
+    combinable: bool = False,
 ) -> list[str]:
     """Write one Minari dataset per task of an omrl dataset; return their Minari ids (by task).
 
     ``code_permalink``: recorded as Minari's code permalink (e.g. the commit of the code that
     collected the data); default none, rather than a URL that does not point at that code.
     The observation and action spaces declare the dtype of the stored arrays (float32).
+    ``combinable``: every task's env spec is the family's, without the task, so that
+    ``minari.combine_datasets`` accepts them (it refuses specs that differ); each step's
+    ``infos["task_index"]`` then says its task, since combining keeps infos but not episode
+    metadata. ``recover_environment()`` gives the default task then (see docs/minari.md).
 
     Refuses (BadInput) when any of the target Minari ids exists. If writing fails part-way, the
     Minari datasets written so far are deleted again.
@@ -209,11 +217,11 @@ def export_minari(
         for i in range(len(table)):
             arrays = zarr_io.read_task_group(folder, i)
             params = table.params[i]
-            spec = _task_env_spec(meta, params)
+            spec = _task_env_spec(meta, None if combinable else params)
             with _quiet():
                 ds = minari.create_dataset_from_buffers(
                     dataset_id=ids[i],
-                    buffer=list(_episode_buffers(arrays, EpisodeBuffer)),
+                    buffer=list(_episode_buffers(arrays, EpisodeBuffer, task_index=i if combinable else None)),
                     env=spec,
                     observation_space=obs_space,
                     action_space=act_space,
@@ -291,11 +299,13 @@ def _algorithm_name(meta: dict[str, Any]) -> str:
     )
 
 
-def _episode_buffers(arrays: dict[str, np.ndarray], EpisodeBuffer) -> Iterator[Any]:
+def _episode_buffers(arrays: dict[str, np.ndarray], EpisodeBuffer, task_index: int | None = None) -> Iterator[Any]:
     starts, ends = episode_bounds(arrays["episode_index"])
     obs, nxt = arrays["observations"], arrays["next_observations"]
     for e, (s, t) in enumerate(zip(starts, ends)):
         infos = {k: arrays[k][s:t] for k in INFO_FIELDS}
+        if task_index is not None:
+            infos["task_index"] = np.full(t - s, task_index, dtype=np.int64)
         if not np.array_equal(nxt[s : t - 1], obs[s + 1 : t]):
             infos["next_observations"] = nxt[s:t]
         yield EpisodeBuffer(

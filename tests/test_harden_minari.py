@@ -67,3 +67,31 @@ def test_export_declares_the_stored_dtype_and_no_placeholder_permalink(omrl_home
     assert ds.storage.metadata.get("code_permalink") in (None, "", "None")
     ep = next(ds.iterate_episodes())
     assert ep.observations.dtype == np.float32 and ds.observation_space.contains(ep.observations[0])
+
+
+def test_a_combinable_export_can_be_combined_and_keeps_each_steps_task(omrl_home):
+    from omrl_data.minari_io import export_minari
+    from tests.test_minari_io import make_point_robot
+
+    pid = make_point_robot(omrl_home, n_tasks=3, rows=40)
+    per_task = [minari.load_dataset(i) for i in export_minari(pid)]
+    with pytest.raises(ValueError, match="env_spec"):  # the default export: one env per task
+        minari.combine_datasets(per_task, "omrl-test/combined-v0")
+    import shutil
+
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    shutil.rmtree(get_dataset_path("omrl-test/combined-v0"), ignore_errors=True)
+    r = CliRunner().invoke(app, ["export", pid, "--combinable", "--namespace", "omrl-test/comb"])
+    assert r.exit_code == 0, r.output
+    parts = [minari.load_dataset(f"omrl-test/comb/task{i:04d}-v0") for i in range(3)]
+    combined = minari.combine_datasets(parts, "omrl-test/all-v0")
+    assert combined.total_episodes == sum(p.total_episodes for p in parts)
+    seen = set()
+    for ep in combined.iterate_episodes():
+        seen |= set(np.asarray(ep.infos["task_index"]).tolist())
+    assert seen == {0, 1, 2}
+    # and the per-task parts still import back into omrl with their tasks
+    r = CliRunner().invoke(app, ["import-minari", "omrl-test/comb", "--name", "back"])
+    assert r.exit_code == 0, r.output
+    assert len(omrl_data.load("omrl/point_robot_sparse/back-v1").tasks) == 3

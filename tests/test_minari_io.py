@@ -123,11 +123,11 @@ def test_export_refuses_existing_and_cleans_up_on_failure(omrl_home, monkeypatch
     calls = {"n": 0}
     real = mio._episode_buffers
 
-    def flaky(arrays, cls):
+    def flaky(arrays, cls, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError("disk full")
-        return real(arrays, cls)
+        return real(arrays, cls, **kw)
 
     monkeypatch.setattr(mio, "_episode_buffers", flaky)
     with pytest.raises(OSError):

@@ -3,7 +3,9 @@
 A remote is a local folder or any fsspec URL (``file://...``, ``s3://bucket/prefix``). It mirrors
 the catalog layout and keeps an index::
 
-    <remote>/index.json                                  every published version (see list_remote)
+    <remote>/index.d/<namespace>/<family>/<name>-v<N>.json  one index entry per version
+    <remote>/index.json                                  every published version (see list_remote),
+                                                         rebuilt from index.d/ after each publish
     <remote>/<namespace>/<family>/<name>-v<N>/           the version folder, byte for byte:
         metadata.json, data.zarr/..., policies/...       the files its manifest lists
         card.md, learning_progress.png                   its dataset card (not in the manifest;
@@ -40,6 +42,7 @@ from omrl_data.schema import FORMAT_VERSION, MANIFEST_FILE, METADATA_FILE
 from omrl_data.store import catalog, manifest
 
 INDEX_FILE = "index.json"
+ENTRY_DIR = "index.d"  # one entry object per published version: publishers never write the same object
 CARD_FILES = ("card.md", "learning_progress.png")  # uploaded beside the data when present
 
 
@@ -172,17 +175,32 @@ def _rel_dir(ref: catalog.DatasetRef) -> str:
 
 
 def read_index(remote: Remote) -> dict[str, Any]:
-    """``index.json`` of a remote (an empty index when there is none yet)."""
+    """The remote's index: ``index.json`` merged with the per-version entries under ``index.d/``
+    (an entry object wins). Each publisher writes only its own version's entry object, so two
+    publishing at once can at worst leave ``index.json`` one entry short, never the index."""
     try:
         raw = remote.read_bytes(INDEX_FILE)
     except FileNotFoundError:
-        return {"format_version": FORMAT_VERSION, "datasets": {}}
-    try:
-        index = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IntegrityError(f"{remote.url}/{INDEX_FILE} is not valid JSON ({e})") from e
-    if not isinstance(index, dict) or not isinstance(index.get("datasets"), dict):
-        raise IntegrityError(f"{remote.url}/{INDEX_FILE} has no 'datasets' table")
+        index: dict[str, Any] = {"format_version": FORMAT_VERSION, "datasets": {}}
+    else:
+        try:
+            index = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise IntegrityError(f"{remote.url}/{INDEX_FILE} is not valid JSON ({e})") from e
+        if not isinstance(index, dict) or not isinstance(index.get("datasets"), dict):
+            raise IntegrityError(f"{remote.url}/{INDEX_FILE} has no 'datasets' table")
+    for rel in sorted(remote.sizes(ENTRY_DIR)):
+        if not rel.endswith(".json"):
+            continue
+        try:
+            entry = json.loads(remote.read_bytes(f"{ENTRY_DIR}/{rel}"))
+        except FileNotFoundError:
+            continue
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise IntegrityError(f"{remote.url}/{ENTRY_DIR}/{rel} is not valid JSON ({e})") from e
+        dataset_id = rel.removesuffix(".json")
+        if isinstance(entry, dict):
+            index["datasets"][dataset_id] = entry
     return index
 
 
@@ -275,14 +293,15 @@ def publish(
 
 def _add_to_index(remote: Remote, folder: Path, dataset_id: str, rel: str, card_files: dict[str, Any] | None = None) -> None:
     row = catalog.summary(folder)
-    index = read_index(remote)
-    index["datasets"][dataset_id] = {
+    entry = {
         **{k: row[k] for k in ("family", "tasks", "train_tasks", "test_tasks", "transitions", "size_bytes", "created", "parent")},
         "manifest_checksum": manifest.manifest_checksum(folder),
         "card_files": card_files or {},  # sha256 and size of card.md / learning_progress.png
         "published": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "path": rel,
     }
+    remote.write_bytes(f"{ENTRY_DIR}/{rel}.json", json.dumps(entry, indent=1, sort_keys=True).encode())  # the record
+    index = read_index(remote)  # index.json: a single-file view for other readers, rebuilt from the entries
     remote.write_bytes(INDEX_FILE, json.dumps(index, indent=1, sort_keys=True).encode())
 
 

@@ -176,7 +176,7 @@ def test_one_bad_version_is_listed_as_damaged_and_can_be_deleted(omrl_home, how)
 
 
 def test_pull_refuses_a_crafted_remote_version_with_bad_metadata(omrl_home, tmp_path):
-    from omrl_data.publish import INDEX_FILE, publish, pull
+    from omrl_data.publish import publish, pull
 
     ds = make_synthetic_dataset(omrl_home, n_tasks=2, n_rows=20)
     remote = tmp_path / "remote"
@@ -186,13 +186,24 @@ def test_pull_refuses_a_crafted_remote_version_with_bad_metadata(omrl_home, tmp_
     meta["tasks"]["tasks"][0]["split"] = "validation"
     (rel / "metadata.json").write_text(json.dumps(meta))
     manifest.write_manifest(rel)  # a consistent, crafted remote: manifest and index agree
-    index = json.loads((remote / INDEX_FILE).read_text())
-    index["datasets"][ds]["manifest_checksum"] = manifest.manifest_checksum(rel)
-    (remote / INDEX_FILE).write_text(json.dumps(index))
+    _edit_index_entry(remote, ds, lambda e: e.update(manifest_checksum=manifest.manifest_checksum(rel)))
     other = tmp_path / "other_root"
     with pytest.raises(IntegrityError, match=r"tasks.tasks\[0\].split"):
         pull(ds, str(remote), root=other)
     assert catalog.list_datasets(other) == []
+
+
+def _edit_index_entry(remote, dataset_id, fn):
+    """Edit a published version's index entry (its index.d object, and index.json to match)."""
+    from omrl_data.publish import ENTRY_DIR, INDEX_FILE
+
+    p = remote / ENTRY_DIR / f"{dataset_id}.json"
+    entry = json.loads(p.read_text())
+    fn(entry)
+    p.write_text(json.dumps(entry))
+    index = json.loads((remote / INDEX_FILE).read_text())
+    index["datasets"][dataset_id] = entry
+    (remote / INDEX_FILE).write_text(json.dumps(index))
 
 
 # ------------------------------------------------------------------------------------ item 6
@@ -246,15 +257,11 @@ def published(omrl_home, tmp_path):
 
 @pytest.mark.parametrize("tamper", [None, "card_changed", "index_without_cards"])
 def test_pull_keeps_only_card_files_the_index_vouches_for(published, tmp_path, tamper):
-    from omrl_data.publish import INDEX_FILE
-
     ds, remote, rel = published
     if tamper == "card_changed":
         (rel / "card.md").write_text("# a card\nvisit http://evil.example\n")
-    elif tamper == "index_without_cards":
-        index = json.loads((remote / INDEX_FILE).read_text())
-        del index["datasets"][ds]["card_files"]
-        (remote / INDEX_FILE).write_text(json.dumps(index))
+    elif tamper == "index_without_cards":  # as an older omrl published it
+        _edit_index_entry(remote, ds, lambda e: e.pop("card_files"))
     other = tmp_path / "other"
     r = _cli("pull", ds, "--from", remote, "--root", other)
     assert r.exit_code == 0, r.output

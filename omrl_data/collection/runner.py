@@ -433,8 +433,38 @@ def _ray_unit(config_dict: dict, shard: list, out_dir: str, progress_q, threads:
     from omrl_data.collection.learners import collect_shard
 
     report = _throttled(lambda task, steps: progress_q.put_nowait((task, steps)))
+    # Ray workers can outlive a killed driver by tens of seconds: check it before each write.
+    zarr_io.set_write_guard(_driver_guard(Path(out_dir), progress_q))
+    try:
+        return _jsonable(collect_shard(config, shard, Path(out_dir), report=report))
+    finally:
+        zarr_io.set_write_guard(None)
 
-    return _jsonable(collect_shard(config, shard, Path(out_dir), report=report))
+
+class DriverGone(OmrlError):
+    """The collection's driver process died; a worker must not write any more."""
+
+
+def _driver_guard(out_dir: Path, progress_q: Any = None) -> Callable[[], None]:
+    """A check that the driver holding the staging lock still lives: on its host, its pid; on
+    another node, its progress queue (an actor that dies with the driver) must answer."""
+    import socket
+
+    from omrl_data.store.lock import pid_alive, read_lock_info
+
+    info = read_lock_info(out_dir.parent / LOCK_FILE) or {}
+
+    def check() -> None:
+        if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
+            if not pid_alive(info["pid"]):
+                raise DriverGone(f"the collection's driver (pid {info['pid']}) is gone; not writing")
+        elif progress_q is not None:
+            try:
+                progress_q.qsize()
+            except Exception as e:  # noqa: BLE001 - any failure to reach the actor means no driver
+                raise DriverGone(f"the collection's driver is unreachable ({type(e).__name__}); not writing") from None
+
+    return check
 
 
 def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Callable[[int, int], None]):
@@ -444,6 +474,7 @@ def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Calla
     Progress comes back through a Ray queue (an actor). On a cluster, ``out_dir`` must be on a
     filesystem every node sees.
     """
+    planning.prepare_ray_auth(plan.config.ray_address or os.environ.get("RAY_ADDRESS"))  # before `import ray`
     import ray
     from ray.util.queue import Queue
 
@@ -451,13 +482,20 @@ def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Calla
     started = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": True}
-        if cfg.ray_address:
+        # Ray's conventions: --ray-address, else $RAY_ADDRESS (an existing cluster: Ray sizes it,
+        # so no num_cpus), else a small local runtime.
+        address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
+        if address:
             try:
-                ray.init(address=cfg.ray_address, **kwargs)
+                ray.init(address=None if address == os.environ.get("RAY_ADDRESS") else address, **kwargs)
             except (ConnectionError, ValueError, RuntimeError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise BadInput(f"cannot connect to the Ray cluster at {cfg.ray_address!r} ({first}); "
-                               "check --ray-address, or leave it out to start a local Ray runtime") from None
+                where = "--ray-address" if cfg.ray_address else "$RAY_ADDRESS"
+                raise BadInput(
+                    f"cannot connect to the Ray cluster at {address!r} ({first}); check {where}. A cluster started with "
+                    "`ray start` (Ray >= 2.52) uses token authentication: set RAY_AUTH_MODE=token with the cluster's token "
+                    "in RAY_AUTH_TOKEN or ~/.ray/auth_token, or use --ray-address auto on one of its nodes"
+                ) from None
         else:
             ray.init(num_cpus=cfg.workers, object_store_memory=80 * 2**20, **kwargs)
         started = True

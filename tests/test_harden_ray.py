@@ -143,3 +143,21 @@ def test_collect_on_a_real_ray_start_cluster_by_address_and_by_ray_address(ray_c
     assert "Traceback" not in r.stderr
     data = omrl_data.load("omrl/point_robot_sparse/random-v1", root=tmp_path / "b")
     assert np.all(data.task_sizes == 100)
+
+
+@pytest.mark.slow
+def test_a_stale_cluster_address_file_does_not_stop_the_local_runtime(tmp_path):
+    """`ray start` leaves <ray tmp>/ray/ray_current_cluster; ray.init() without an address would
+    then try to join that (dead) cluster and refuse num_cpus. The local runtime must not care."""
+    import omrl_data
+
+    ray_tmp = Path(f"/tmp/omrl-rt-{uuid.uuid4().hex[:6]}")  # short: Ray's socket paths must fit 107 bytes
+    (ray_tmp / "ray").mkdir(parents=True)
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{_free_port()}")
+    try:
+        r = _collect([], {"RAY_TMPDIR": str(ray_tmp)}, tmp_path / "root")
+    finally:
+        _kill_marked(str(ray_tmp))
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert omrl_data.load("omrl/point_robot_sparse/random-v1", root=tmp_path / "root").n_tasks == 2

@@ -497,7 +497,8 @@ def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Calla
                     "in RAY_AUTH_TOKEN or ~/.ray/auth_token, or use --ray-address auto on one of its nodes"
                 ) from None
         else:
-            ray.init(num_cpus=cfg.workers, object_store_memory=80 * 2**20, **kwargs)
+            # address="local": always a new runtime, even if `ray start` left a cluster address here
+            ray.init(address="local", num_cpus=cfg.workers, object_store_memory=80 * 2**20, **kwargs)
         started = True
     running: dict[Any, int] = {}
     try:

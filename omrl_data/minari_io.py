@@ -195,7 +195,9 @@ def export_minari(
     folder = catalog.resolve(id_or_path, root)
     problems = manifest.verify(folder)  # Minari has no checksums: export only verified data
     if problems:
-        raise BadInput(f"{id_or_path} is damaged ({problems[0]}); run `omrl-data verify` on it")
+        from omrl_data.errors import IntegrityError
+
+        raise IntegrityError(f"{id_or_path} is damaged ({problems[0]}); run `omrl-data verify` on it")
     meta = catalog.read_metadata(folder)
     dataset_id = catalog.dataset_id_of(folder)
     namespace = _check_namespace(namespace or default_namespace(dataset_id))

@@ -241,7 +241,7 @@ def publish(
     folder = catalog.resolve(id_or_path, root)
     problems = manifest.verify(folder)
     if problems:
-        raise BadInput(f"{id_or_path} fails verification ({problems[0]}); it will not be published")
+        raise IntegrityError(f"{id_or_path} fails verification ({problems[0]}); it will not be published")
     dataset_id = catalog.dataset_id_of(folder)
     ref = catalog.parse_id(dataset_id)
     rel = _rel_dir(ref)

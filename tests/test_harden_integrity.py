@@ -129,7 +129,9 @@ def test_damaged_metadata_matrix_load_verify_slice_train(damaged, omrl_home, tmp
     runner = CliRunner()
     for app, args, code in (
         (data_app, ["verify", dataset_id], 3),
-        (data_app, ["slice", dataset_id, "--name", "part", "--tasks", "0"], 2),
+        (data_app, ["slice", dataset_id, "--name", "part", "--tasks", "0"], 3),
+        (data_app, ["publish", dataset_id, "--to", str(tmp_path / "remote"), "--no-card"], 3),
+        (data_app, ["export", dataset_id], 3),
         (data_app, ["info", dataset_id], 3),
         (train_app, ["macaw", "--dataset", dataset_id, "--out", str(tmp_path / "run"), "--steps", "1", "--quiet"], 3),
     ):

@@ -132,3 +132,40 @@ def test_exit_codes_are_documented():
     doc = (Path(__file__).parent.parent / "docs" / "exit-codes.md").read_text()
     for code in EXIT_CODES:
         assert f"| {code} |" in doc, code
+
+
+@pytest.fixture
+def read_only_root(tmp_path):
+    """A catalog root with a dataset and a published copy, bind-mounted read-only (needs mount
+    rights, e.g. root in a container; skipped otherwise)."""
+    import subprocess
+
+    from omrl_data.publish import publish
+    from tests.synthetic import make_synthetic_dataset
+
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    ro.mkdir()
+    ds = make_synthetic_dataset(rw, n_tasks=2, n_rows=20)
+    publish(ds, str(tmp_path / "remote"), root=rw, card=False)
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(rw), str(ro)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount read-only here")
+    try:
+        try:
+            (ro / "probe").write_text("x")
+            pytest.skip("the read-only mount is writable")
+        except OSError:
+            pass
+        yield ds, ro, tmp_path / "remote"
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+
+
+def test_a_read_only_root_is_one_line_for_every_writing_command(read_only_root, monkeypatch, tmp_path):
+    ds, ro, remote = read_only_root
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(ro / "minari"))
+    for args in (["slice", ds, "--name", "p", "--tasks", "0"], ["delete", ds, "--yes"], ["card", ds],
+                 ["pull", ds, "--from", str(remote)], ["export", ds]):
+        root = ro / "sub" if args[0] == "pull" else ro
+        r = CliRunner().invoke(data_app, [*args, "--root", str(root)])
+        assert r.exit_code == 2, (args, r.output)
+        assert "Traceback" not in r.output and "not writable" in r.output and "Read-only file system" in r.output, (args, r.output)

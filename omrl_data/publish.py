@@ -83,6 +83,8 @@ class Remote:
             self.fs, self.base = fsspec.core.url_to_fs(self.url, **options)
         except (ImportError, ValueError) as e:
             raise BadInput(f"cannot open remote {url!r} ({e}); accepted: a folder, file://PATH, s3://BUCKET/PREFIX (needs s3fs)") from e
+        except OSError as e:  # a protocol that connects when opened (ftp, sftp, ...) and cannot
+            raise RemoteError(f"cannot reach remote {url!r} ({type(e).__name__}: {e})") from e
         self.local = self.fs.protocol in ("file", "local") or "file" in tuple(self.fs.protocol)
         self.base = self.base.rstrip("/")
         if self.local and Path(self.base).exists() and not Path(self.base).is_dir():

@@ -48,6 +48,11 @@ def list_cmd(
     from omrl_data.store.lock import describe
     from omrl_data.store.writer import unfinished_writes
 
+    where = catalog.resolve_root(root)
+    if where.exists() and not where.is_dir():
+        from omrl_data.errors import BadInput
+
+        raise BadInput(f"the catalog root {where} is a file, not a folder; pass --root a folder (or fix $OMRL_HOME)")
     every = catalog.list_datasets(root)
     if as_json:
         print(json.dumps(every, indent=1))

@@ -58,6 +58,7 @@ CASES = {
     "publish_to_a_file": (data_app, "publish DS --root ROOT --to FILE --no-card", "is a file"),
     "collect_root_unwritable": (data_app, f"collect point_robot_sparse --tasks 2 --mode random --root {UNWRITABLE} --yes", "not writable"),
     "collect_empty_name": (data_app, "collect point_robot_sparse --tasks 2 --mode random --name= --root OTHER --yes", "bad dataset name ''"),
+    "list_root_is_a_file": (data_app, "list --root FILE", "is a file"),
     "remote_that_cannot_be_reached": (data_app, "list --remote ftp://no-such-host.invalid/x", "cannot reach remote"),
     "slice_control": (data_app, "slice DS --root ROOT --name part --tasks 0", None),  # a writable root: it works
 }

@@ -45,7 +45,13 @@ STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
 
 def storage_error_line(e: OSError) -> str:
     where = f" {e.filename}" if getattr(e, "filename", None) else ""
-    return f"cannot write{where}: {e.strerror or e}; free space or fix permissions, then run the command again (a collection: with --resume)"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        what, fix = f"the disk is full{' writing' + where if where else ''}", "free space"
+    elif e.errno == errno.EROFS:
+        what, fix = f"read-only file system{':' + where if where else ''}", "use a writable folder"
+    else:
+        what, fix = f"permission denied{':' + where if where else ''}", "fix the permissions or use another folder"
+    return f"{what} ({e.strerror or e}); {fix}, then run the command again (a collection: with --resume)"
 
 
 def stdin_is_terminal() -> bool:

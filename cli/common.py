@@ -1,6 +1,7 @@
 """What every command shares: turning library errors into one red line and an exit code."""
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from typing import Any, Callable
@@ -11,8 +12,25 @@ from rich.table import Table
 
 from omrl_data.errors import OmrlError
 
-console = Console()
-err_console = Console(stderr=True)
+FILE_WIDTH = 200  # columns of tables and progress lines when the output is a file or a pipe
+
+
+def _make_console(stderr: bool = False) -> Console:
+    """A terminal gets its real width; a file or pipe (no terminal, no $COLUMNS) gets a wide
+    default instead of Rich's 80 columns, so tables are not wrapped mid-word in logs."""
+    import os
+
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    width = None if tty or os.environ.get("COLUMNS") else FILE_WIDTH
+    return Console(stderr=stderr, width=width)
+
+
+console = _make_console()
+err_console = _make_console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -21,8 +39,29 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# The filesystem refused a write: the environment, not a bug (see docs/exit-codes.md).
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def storage_error_line(e: OSError) -> str:
+    where = f" {e.filename}" if getattr(e, "filename", None) else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        what, fix = f"the disk is full{' writing' + where if where else ''}", "free space"
+    elif e.errno == errno.EROFS:
+        what, fix = f"read-only file system{':' + where if where else ''}", "use a writable folder"
+    else:
+        what, fix = f"permission denied{':' + where if where else ''}", "fix the permissions or use another folder"
+    return f"{what} ({e.strerror or e}); {fix}, then run the command again (a collection: with --resume)"
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a prompt can be answered (a function, so that tests can pretend)."""
+    return sys.stdin.isatty()
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for typer commands: OmrlError -> one red line + its exit code; Ctrl-C -> 130."""
+    """Decorator for typer commands: OmrlError -> one red line + its exit code; a full or
+    read-only disk -> one line, exit 5; Ctrl-C (also at a prompt) -> 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,6 +72,15 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             sys.exit(130)
+        except OSError as e:
+            if e.errno in STORAGE_ERRNOS:
+                fail(storage_error_line(e), 5)
+            raise
+        except Exception as e:
+            if type(e).__name__ == "Abort":  # click's: Ctrl-C or end of input at a prompt
+                err_console.print("[yellow]interrupted[/]")
+                sys.exit(130)
+            raise
 
     return wrapper
 

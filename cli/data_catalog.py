@@ -32,7 +32,7 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     root: Optional[Path] = RootOption,
     remote: Optional[str] = typer.Option(None, "--remote", help="List what is published at this URL instead (folder, file://, s3://)."),
-    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint for --remote on a non-AWS store (default: $AWS_ENDPOINT_URL)."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint for --remote on a non-AWS store (default: botocore's $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)."),
 ) -> None:
     """Every local dataset version: family, tasks (train/test), transitions, size, created, parent.
 
@@ -48,13 +48,22 @@ def list_cmd(
     from omrl_data.store.lock import describe
     from omrl_data.store.writer import unfinished_writes
 
-    rows = catalog.list_datasets(root)
+    where = catalog.resolve_root(root)
+    if where.exists() and not where.is_dir():
+        from omrl_data.errors import BadInput
+
+        raise BadInput(f"the catalog root {where} is a file, not a folder; pass --root a folder (or fix $OMRL_HOME)")
+    every = catalog.list_datasets(root)
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(every, indent=1))
         return
     for w in unfinished_writes(root):
         state = f"being written by {describe(w['writer'])}" if w["writer"] else "interrupted: continue it with --resume"
         console.print(f"[yellow]unfinished[/] {w['id']}: {w['tasks_done']} task(s) written, {state}", highlight=False, soft_wrap=True)
+    rows = [r for r in every if not r.get("damaged")]
+    for r in every:
+        if r.get("damaged"):
+            console.print(f"[red]damaged[/] {r['id']}: {r['damaged']} (remove it: omrl-data delete {r['id']} --yes)", highlight=False, soft_wrap=True)
     if not rows:
         console.print(f"no datasets under {catalog.resolve_root(root)}")
         return
@@ -205,12 +214,19 @@ def verify_cmd(
         job = bar.add_task("verifying", total=total)
         problems = manifest.verify(folder, progress=lambda n: bar.advance(job, n))
     name = catalog.dataset_id_of(folder)
+    if problems and not catalog.is_complete(folder):
+        from omrl_data.errors import DatasetNotFound
+
+        raise DatasetNotFound(f"{name} was deleted while it was being verified ({folder} is gone)")
     if problems:
         for p in problems:
             err_console.print(f"[red]{p}[/]", highlight=False, soft_wrap=True)
         fail(f"{name}: {len(problems)} problem(s) found; the dataset is damaged or was changed", 3)
     n_files = len(manifest.read_manifest(folder)["files"])
     console.print(f"[green]ok[/] {name}: {n_files} files match the manifest ({manifest.manifest_checksum(folder)[:16]}...)")
+    derived = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in ("manifest.json", "metadata.json"))
+    if derived:
+        console.print(f"not covered by the manifest (derived, regenerate with `omrl-data card {name}`): {', '.join(derived)}", highlight=False, soft_wrap=True)
 
 
 def delete_cmd(
@@ -221,14 +237,26 @@ def delete_cmd(
     """Delete one dataset version (and its loading cache); asks first unless --yes."""
     from omrl_data.store import catalog
 
-    folder = catalog.resolve(dataset, root)
+    folder = catalog.resolve_damaged(dataset, root)
     name = catalog.dataset_id_of(folder)
     children = [r["id"] for r in catalog.list_datasets(root) if r["parent"] == name]
     if children:
         err_console.print(f"[yellow]note:[/] {name} is the parent of {', '.join(children)}", highlight=False, soft_wrap=True)
-    if not yes and not typer.confirm(f"delete {name} ({folder})?", default=False):
-        err_console.print("not deleted")
-        raise typer.Exit(1)
+    from cli import common
+
+    if not yes:
+        try:
+            ok = typer.confirm(f"delete {name} ({folder})?", default=False)
+        except Exception as e:  # click's Abort: end of input (no terminal) or Ctrl-C at the prompt
+            if type(e).__name__ != "Abort":
+                raise
+            if common.stdin_is_terminal():
+                err_console.print("[yellow]interrupted[/]: not deleted")
+                raise typer.Exit(130)
+            fail(f"not deleting {name}: no answer to the confirmation (stdin is not a terminal); pass --yes to delete without asking", 2)
+        if not ok:
+            err_console.print("not deleted")
+            raise typer.Exit(1)
     catalog.delete(folder, root)
     console.print(f"deleted {name}")
 

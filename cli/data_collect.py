@@ -88,6 +88,18 @@ def register(app: typer.Typer) -> None:
         from omrl_data.collection import CollectConfig, collect
         from omrl_data.collection.plan import default_workers
 
+        if workers is not None and workers > 0:
+            from cli.common import err_console
+
+            limits = [(int(tasks), "task(s) to collect")] if isinstance(tasks, int) and tasks > 0 else []
+            if backend == "local":
+                limits.append((default_workers(), "CPU core(s) this process may use"))
+            bound, why = min(limits, default=(workers, ""))
+            if workers > bound:
+                err_console.print(f"[yellow]note:[/] --workers {workers} is more than the {bound} {why}; using --workers {bound}",
+                                  highlight=False, soft_wrap=True)
+                workers = bound
+
         split_args = {}
         parsed = _test_tasks(test_tasks)
         if parsed is not None:

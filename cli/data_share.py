@@ -16,7 +16,7 @@ from cli.common import console, err_console, print_versions, user_errors
 
 RootOption = typer.Option(None, "--root", help="Catalog root (default: $OMRL_HOME, else ~/.omrl).")
 EndpointOption = typer.Option(
-    None, "--endpoint-url", help="S3 endpoint of a non-AWS store (MinIO, moto); default: $AWS_ENDPOINT_URL, else AWS."
+    None, "--endpoint-url", help="S3 endpoint of a non-AWS store (MinIO, moto); default: botocore's $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS."
 )
 
 
@@ -104,6 +104,8 @@ def export_cmd(
     dataset: str = typer.Argument(..., help="Dataset id or folder."),
     format: str = typer.Option("minari", "--format", help="Export format: minari (one Minari dataset per task)."),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Minari namespace (default: the omrl id, e.g. omrl/cheetah_vel/replay-v1)."),
+    combinable: bool = typer.Option(False, "--combinable", help="Same env spec for every task (no task in it), so minari.combine_datasets accepts them; infos['task_index'] names each step's task."),
+    code_permalink: Optional[str] = typer.Option(None, "--code-permalink", help="URL of the code that made the data (recorded in Minari's metadata; default: none)."),
     root: Optional[Path] = RootOption,
 ) -> None:
     """Export a dataset to Minari: one Minari dataset per task, task table in the namespace.
@@ -122,8 +124,14 @@ def export_cmd(
 
     if format != "minari":
         raise BadInput(f"unknown export format {format!r}; accepted: minari")
+    import os
+
+    from omrl_data.store import catalog
+
+    minari_root = os.environ.get("MINARI_DATASETS_PATH") or os.path.join(os.path.expanduser("~"), ".minari", "datasets")
+    catalog.check_writable(minari_root, "Minari's dataset root", "$MINARI_DATASETS_PATH")
     with _TaskBar("exporting") as bar:
-        ids = export_minari(dataset, namespace=namespace, root=root, on_task=bar.update)
+        ids = export_minari(dataset, namespace=namespace, root=root, on_task=bar.update, code_permalink=code_permalink, combinable=combinable)
     console.print(f"[green]exported[/] {len(ids)} Minari datasets: {ids[0]}{' ... ' + ids[-1] if len(ids) > 1 else ''}")
 
 
@@ -214,18 +222,36 @@ def pull_cmd(
     """
     from omrl_data.publish import pull
 
+    from cli.common import human_size
+
     bar, advance = _bytes_bar("downloading", None)
+    report: dict = {}
     with bar:
         folder = pull(
             dataset, source, root=root, endpoint_url=endpoint_url, on_bytes=advance,
-            on_total=lambda n: bar.update(bar.task_ids[0], total=n),
+            on_total=lambda n: bar.update(bar.task_ids[0], total=n), report=report,
         )
-    console.print(f"[green]pulled[/] {dataset} -> {folder} (every checksum verified)")
+    if report.get("action") == "already present":
+        console.print(
+            f"[green]already here[/] {dataset} -> {folder}: nothing downloaded; the local copy has the manifest the remote "
+            f"index lists (re-check it with `omrl-data verify {folder}`)", highlight=False, soft_wrap=True,
+        )
+        return
+    console.print(
+        f"[green]pulled[/] {dataset} -> {folder}: {report.get('files')} files, {human_size(report.get('bytes') or 0)}, "
+        "each size and sha256 checked against the manifest", highlight=False, soft_wrap=True,
+    )
+    for f, state in (report.get("card") or {}).items():
+        if state == "verified":
+            console.print(f"card file {f}: sha256 matches the remote index", highlight=False)
+        else:
+            err_console.print(f"[yellow]note:[/] {f} left out ({state}); regenerate it with `omrl-data card {dataset}`", highlight=False, soft_wrap=True)
 
 
 def card_cmd(
     dataset: str = typer.Argument(..., help="Dataset id or folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Markdown file to write (default: card.md in the version folder); the plot goes beside it."),
+    hub: Optional[Path] = typer.Option(None, "--hub", help="A Hugging Face Hub-ready folder: writes DIR/README.md and DIR/learning_progress.png."),
     license: str = typer.Option("cc-by-4.0", "--license", help="License named in the card's front matter."),
     note: Optional[str] = typer.Option(None, "--note", help="An extra paragraph for the summary (e.g. the collection budget)."),
     root: Optional[Path] = RootOption,
@@ -235,9 +261,19 @@ def card_cmd(
     Examples:
 
       omrl-data card omrl/cheetah_vel/replay-v1 --out cards/cheetah_vel.md
+
+      omrl-data card omrl/cheetah_vel/replay-v1 --hub hub/cheetah_vel --license cc-by-4.0
     """
     from omrl_data.cards import write_card
+    from omrl_data.errors import BadInput
+    from omrl_data.store import catalog
 
+    if hub is not None:
+        if out is not None:
+            raise BadInput("give --out FILE or --hub DIR, not both")
+        out = hub / "README.md"  # the Hub reads a dataset repository's card from README.md
+    target = out.parent if out is not None else catalog.resolve(dataset, root)
+    catalog.check_writable(target, "the card's folder", "--out")
     md, png = write_card(dataset, out=out, root=root, license=license, note=note)
     console.print(f"[green]wrote[/] {md} and {png}")
 

@@ -31,7 +31,8 @@ class TrainConfig:
     log_every: int = 10  # meta-steps between training-metric rows
     seed: int = 0  # seed of network init, the task-batch sampler and evaluation
     device: str = "cpu"  # torch device of networks and batches: cpu | cuda | cuda:N
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    threads: int = 0  # torch intra-op threads; 0 = auto: the cores not busy (load average), at most 4
+    stop_on_nan: bool = True  # stop with one line when a training metric becomes NaN/inf; false = keep going
 
 
 @dataclass

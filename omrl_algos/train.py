@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ def resolve_config(
         saved = Path(resume_dir) / "config.json"
         if not saved.is_file():
             raise BadInput(f"nothing to resume in {resume_dir}: no config.json there; start the run without --resume")
-        cfg = RunConfig.from_dict(json.loads(saved.read_text()))
+        cfg = read_run_config(saved)
         if cfg.algorithm != algorithm:
             raise BadInput(f"run folder {resume_dir} holds a {cfg.algorithm} run, not {algorithm}")
     else:
@@ -140,9 +141,98 @@ def resolve_dataset_settings(cfg: RunConfig, dataset: Any) -> None:
         algo.reward_scale = float(f"{1.0 / std:.3g}") if std > 1e-8 else 1.0
 
 
+# Algorithm settings that size something: at least 1. Every other integer setting: at least 0.
+_SIZE_SETTINGS = ("width", "depth", "latent_dim", "adv_width", "meta_batch", "support_size", "query_size", "batch_size", "perturbations")
+
+
+def check_settings(cfg: RunConfig) -> None:
+    """Values no algorithm can use, as one line before any work (seed, sizes, counts, NaN)."""
+    import dataclasses
+    import math
+
+    from omrl_data.tasks.base import check_seed
+
+    check_seed(cfg.train.seed, "train.seed (--seed)")
+    for key, value in (("eval.episodes", cfg.eval.episodes), ("eval.adapt_batch", cfg.eval.adapt_batch)):
+        if isinstance(value, int) and value < 1:
+            raise BadInput(f"{key}={value} must be at least 1")
+    groups = [("train", cfg.train), ("eval", cfg.eval)] + ([("algo", cfg.algo)] if dataclasses.is_dataclass(cfg.algo) else [])
+    for prefix, group in groups:
+        for f in dataclasses.fields(group):
+            value, key = getattr(group, f.name), f"{prefix}.{f.name}"
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, int):
+                low = 1 if prefix == "algo" and (f.name in _SIZE_SETTINGS or f.name.endswith(("_size", "_width"))) else 0
+                if value < low:
+                    raise BadInput(f"{key}={value} must be at least {low}")
+            elif isinstance(value, float) and math.isnan(value):
+                raise BadInput(f"{key}=nan is not a number; give a finite value")
+            elif isinstance(value, tuple) and any(isinstance(v, int) and not isinstance(v, bool) and v < 0 for v in value):
+                raise BadInput(f"{key}={list(value)} must hold values >= 0")
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run folder, or BadInput in one line when it is a file or cannot be written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"run folder {run_dir} is a file; pass --out a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise BadInput(f"cannot write the run folder {run_dir} ({e.strerror or e}); pass --out a writable folder") from None
+
+
 def build_algorithm(cfg: RunConfig, obs_dim: int, act_dim: int, device: torch.device) -> Any:
     cls = get_algorithm(cfg.algorithm)
     return cls(cfg.algo, obs_dim, act_dim, device)
+
+
+MAX_AUTO_THREADS = 4  # the networks are small: more intra-op threads than this do not pay
+
+
+def auto_threads() -> int:
+    """Torch threads for ``train.threads=0``: the cores this process may use minus the load
+    average (other processes' work), at least 1 and at most MAX_AUTO_THREADS. Torch's own
+    default takes every core and, on a shared machine, ran ~5x slower than one thread."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(MAX_AUTO_THREADS, cores - int(round(busy))))
+
+
+def set_threads(cfg: RunConfig) -> int:
+    """Apply ``train.threads`` (0 = :func:`auto_threads`) to torch; returns the number used."""
+    n = cfg.train.threads if cfg.train.threads > 0 else auto_threads()
+    torch.set_num_threads(n)
+    return n
+
+
+class Diverged(BadInput):
+    """A training metric became NaN or infinite (the run stops; see train.stop_on_nan)."""
+
+
+def check_finite(metrics: dict[str, Any], step: int, last_checkpoint: int) -> None:
+    import math
+
+    for key, value in metrics.items():
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(v):
+            kept = f"the last checkpoint is at meta-step {last_checkpoint}" if last_checkpoint > 0 else "no checkpoint was written"
+            raise Diverged(
+                f"{key} is {v} at meta-step {step}: training diverged and was stopped ({kept}); lower the learning "
+                "rates, or pass --set train.stop_on_nan=false to continue anyway"
+            )
 
 
 # -------------------------------------------------------------------------------- checkpoints
@@ -169,10 +259,17 @@ def save_checkpoint(path: Path, algo: Any, sampler: Any, step: int, cfg: RunConf
 def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BadInput(f"checkpoint {path} does not exist")
+    # weights_only: a checkpoint may come from someone else; its pickle may hold only tensors and
+    # plain containers, never objects whose unpickling would run code.
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a corrupt file is a user-visible condition, not a bug
-        raise BadInput(f"checkpoint {path} cannot be read ({type(e).__name__}); use another checkpoint") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt or unsafe file is a user-visible condition, not a bug
+        why = "it holds objects other than tensors and plain values; it was not loaded" if isinstance(e, pickle.UnpicklingError) else type(e).__name__
+        raise BadInput(f"checkpoint {path} cannot be read ({why}); use another checkpoint") from None
+    missing = [k for k in ("step", "algorithm", "obs_dim", "act_dim", "config", "algo") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise BadInput(f"checkpoint {path} is not an omrl checkpoint (missing {', '.join(missing)}); use another checkpoint")
+    return ckpt
 
 
 def check_checkpoint_matches(ckpt: dict[str, Any], dataset: Any, path: Path) -> None:
@@ -223,11 +320,14 @@ def train(
     meta-step. ``resume`` continues from ``<out>/checkpoints/latest.pt``.
     """
     device = check_device(cfg.train.device)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
+    check_settings(cfg)
+    set_threads(cfg)
     dataset = load_dataset(cfg)
     check_dataset(cfg, dataset)
+    record_used_settings(cfg, dataset, console)
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg, dataset)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"run folder {run_dir} is a file; pass --out a folder")
     latest = run_dir / CHECKPOINT_DIR / LATEST
     ckpt = None
     if resume:
@@ -239,6 +339,13 @@ def train(
             raise BadInput(f"{latest} is a {ckpt['algorithm']} checkpoint, not {cfg.algorithm}")
     elif latest.exists():
         raise BadInput(f"run folder {run_dir} already holds a run; pass --resume to continue it or --out for a new folder")
+    _remove_dead_temporaries(run_dir)
+    if ckpt is not None and int(ckpt["step"]) >= cfg.train.steps:
+        saved = _read_eval(run_dir)
+        if saved is not None and saved.get("step") == int(ckpt["step"]):
+            # A finished run: nothing to train, and its evaluation is on disk. Report it; append
+            # nothing (evaluating again would duplicate rows in metrics.csv and the history).
+            return RunResult(run_dir, int(ckpt["step"]), saved)
 
     torch.manual_seed(cfg.train.seed)
     if ckpt is None:
@@ -253,7 +360,7 @@ def train(
     if ckpt is not None:
         restore(ckpt, algo, sampler, device)
         start = int(ckpt["step"])
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir)
     cfg.out = str(run_dir)
     cfg.save(run_dir)
     logger = MetricsLogger(run_dir, resume_step=start if resume else None)
@@ -273,9 +380,12 @@ def train(
 
     bar = _progress(progress, console, steps, start)
     t0 = time.time()
+    last_checkpoint = start
     try:
         for step in range(start + 1, steps + 1):
             metrics = algo.train_step(sampler)
+            if cfg.train.stop_on_nan:
+                check_finite(metrics, step, last_checkpoint)
             if step % cfg.train.log_every == 0 or step == steps:
                 metrics["train/steps_per_s"] = (step - start) / max(time.time() - t0, 1e-9)
                 logger.log(step, metrics)
@@ -283,6 +393,7 @@ def train(
             if is_eval:
                 do_eval(step)
                 save_checkpoint(run_dir / CHECKPOINT_DIR / LATEST, algo, sampler, step, cfg, dataset)
+                last_checkpoint = step
             if cfg.train.checkpoint_every > 0 and step % cfg.train.checkpoint_every == 0:
                 save_checkpoint(run_dir / CHECKPOINT_DIR / f"step_{step:06d}.pt", algo, sampler, step, cfg, dataset)
             if bar is not None:
@@ -295,6 +406,43 @@ def train(
         logger.close()
         evaluator.close()
     return RunResult(run_dir, max(start, steps), last_eval)
+
+
+def record_used_settings(cfg: RunConfig, dataset: Any, console: Any = None) -> None:
+    """Make the saved config say what the run uses: the catalog root the dataset came from (so
+    ``omrl-eval RUN`` finds it under any ``OMRL_HOME``) and ``algo.meta_batch`` as capped at the
+    number of training tasks (a note says so)."""
+    from omrl_data.store import catalog
+
+    if cfg.root is None and not Path(str(cfg.dataset)).expanduser().is_dir():
+        cfg.root = str(catalog.resolve_root(None))
+    n_train = len(dataset.tasks.indices("train"))
+    asked = getattr(cfg.algo, "meta_batch", None)
+    if isinstance(asked, int) and asked > n_train:
+        cfg.algo.meta_batch = n_train
+        if console is not None:
+            console.print(f"[yellow]note:[/] algo.meta_batch={asked} is more than the {n_train} training tasks; using {n_train}",
+                          highlight=False, soft_wrap=True)
+
+
+def _remove_dead_temporaries(run_dir: Path) -> None:
+    """Delete ``checkpoints/*.tmp<pid>`` and ``*.tmp`` JSON left by a writer that was killed."""
+    from omrl_data.store.lock import pid_alive
+
+    for p in (run_dir / CHECKPOINT_DIR).glob("*.tmp*") if (run_dir / CHECKPOINT_DIR).is_dir() else []:
+        pid = p.suffix.removeprefix(".tmp")
+        if not pid.isdigit() or not pid_alive(int(pid)) or int(pid) == os.getpid():
+            p.unlink(missing_ok=True)
+    for p in run_dir.glob("*.tmp") if run_dir.is_dir() else []:
+        p.unlink(missing_ok=True)
+
+
+def _read_eval(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads((run_dir / EVAL_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return d if isinstance(d, dict) and isinstance(d.get("mean"), dict) and isinstance(d.get("tasks"), list) else None
 
 
 def _read_history(run_dir: Path, step: int) -> list[dict[str, Any]]:
@@ -345,6 +493,15 @@ def _progress(enabled: bool, console: Any, total: int, start: int) -> _Bar | Non
 
 
 # --------------------------------------------------------------------------------- re-evaluate
+def read_run_config(saved: Path) -> RunConfig:
+    """A run folder's config.json, or BadInput in one line when it is damaged."""
+    try:
+        d = json.loads(saved.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(f"{saved} cannot be read ({type(e).__name__}); the run folder is damaged (its config.yaml may still be good)") from None
+    if not isinstance(d, dict):
+        raise BadInput(f"{saved} must hold a mapping of settings, not {type(d).__name__}; the run folder is damaged")
+    return RunConfig.from_dict(d)
 def evaluate_run(
     run_dir: str | Path,
     checkpoint: str = "latest",
@@ -363,11 +520,13 @@ def evaluate_run(
     saved = run_dir / "config.json"
     if not saved.is_file():
         raise BadInput(f"{run_dir} is not a run folder (no config.json); give the folder omrl-train wrote")
-    cfg = apply_overrides(RunConfig.from_dict(json.loads(saved.read_text())), list(overrides))
+    cfg = apply_overrides(read_run_config(saved), list(overrides))
+    check_settings(cfg)
     name = checkpoint if checkpoint.endswith(".pt") else (LATEST if checkpoint == "latest" else f"step_{int(checkpoint):06d}.pt" if checkpoint.isdigit() else checkpoint)
     path = run_dir / CHECKPOINT_DIR / name
     ckpt = read_checkpoint(path)
     device = check_device(cfg.train.device)
+    set_threads(cfg)
     dataset = load_dataset(cfg)
     check_checkpoint_matches(ckpt, dataset, path)
     # The architecture comes from the checkpoint's own config; evaluation settings from cfg.

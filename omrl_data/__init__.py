@@ -2,6 +2,10 @@
 
 Data flows one way: tasks -> collection -> store -> catalog -> sampler. This package never
 imports ``omrl_algos``.
+
+``import omrl_data`` registers the Gymnasium ids of the task families (``omrl/AntDir-v0``, ...),
+as ``import ale_py`` does for Atari; ``gymnasium.make("omrl_data.tasks:omrl/AntDir-v0")`` works
+without any import. See docs/gymnasium.md.
 """
 from __future__ import annotations
 
@@ -20,6 +24,12 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
+
+
+try:  # register the Gymnasium ids (about 0.15 s: gymnasium itself; MuJoCo is not imported)
+    import omrl_data.tasks  # noqa: F401,E402
+except ImportError:  # pragma: no cover - gymnasium missing: only the env features need it
+    pass
 
 
 def __getattr__(name: str) -> Any:

@@ -304,15 +304,7 @@ def render_card(
 
     L: list[str] = []
     add = L.append
-    add("---")
-    add(f"pretty_name: {json.dumps(pretty)}")
-    add(f"license: {license}")
-    add("tags:")
-    for tag in ("reinforcement-learning", "offline-reinforcement-learning", "meta-reinforcement-learning", "multi-task", "omrl", family):
-        add(f"  - {tag}")
-    add("task_categories:\n  - reinforcement-learning")
-    add(f"size_categories:\n  - {size_category(row['transitions'])}")
-    add("---")
+    add(front_matter(pretty, license, family, row["transitions"]))
     add("")
     add(f"# {dataset_id}")
     add("")
@@ -538,6 +530,26 @@ def _family(name: str):
         return get_family(name)
     except Exception:  # a family this omrl does not know (e.g. written by a newer release)
         return None
+
+
+def front_matter(pretty: str, license: str, family: str, transitions: int) -> str:
+    """The card's YAML front matter between ``---`` lines, built with a YAML library so that any
+    value (``other: see LICENSE``, quotes, ``#``) stays one valid scalar. BadInput for a license
+    that is not one line of text."""
+    import yaml
+
+    from omrl_data.errors import BadInput
+
+    if not isinstance(license, str) or not license.strip() or any(c in license for c in "\n\r\x00") or len(license) > 200:
+        raise BadInput(f"--license {license!r} must be one line of text, e.g. cc-by-4.0, mit or 'other'")
+    doc = {
+        "pretty_name": pretty,
+        "license": license,
+        "tags": ["reinforcement-learning", "offline-reinforcement-learning", "meta-reinforcement-learning", "multi-task", "omrl", family],
+        "task_categories": ["reinforcement-learning"],
+        "size_categories": [size_category(transitions)],
+    }
+    return "---\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=10_000).rstrip("\n") + "\n---"
 
 
 def write_card(

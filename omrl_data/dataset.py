@@ -7,8 +7,10 @@ whole chunk), so the first load copies the data out of zarr into a contiguous ``
 ``<root>/.cache/<manifest checksum>/``, checking every checksum on the way. Later loads read
 the cache: into memory when the dataset fits the memory budget (``OMRL_MEMORY_BUDGET_MB``,
 default 4096), memory-mapped otherwise. The cache is keyed by the manifest checksum, so a
-different version never matches it, and a cache that does not match its description is rebuilt.
-It is built in a temporary folder and renamed into place, so a killed build is never used.
+different version never matches it. ``cache.json`` records the sha256 of every cache file and
+the size and mtime of every file of the version; each load checks both, so a damaged cache or a
+version whose files changed since is verified and rebuilt, never served. The cache is built in a
+temporary folder and renamed into place, so a killed build is never used.
 
 Metadata keys (``dataset.metadata``, the dataset's ``metadata.json``)
 ----------------------------------------------------------------------
@@ -47,9 +49,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from omrl_data.errors import BadInput, IntegrityError
+from omrl_data.errors import BadInput, DatasetNotFound, IntegrityError
 from omrl_data.schema import FIELD_NAMES, FIELDS_BY_NAME
-from omrl_data.store import catalog, manifest, zarr_io
+from omrl_data.store import catalog, manifest, validate, zarr_io
 from omrl_data.store.lock import pid_alive
 from omrl_data.tasks.table import TaskTable
 
@@ -219,11 +221,19 @@ def load(
     (MB; default ``$OMRL_MEMORY_BUDGET_MB`` or 4096) come back memory-mapped from the cache.
     """
     path = catalog.resolve(id_or_path, root)
+    try:
+        return _load(path, root, memory_budget_mb, cache)
+    except IntegrityError:
+        if not (path / manifest.MANIFEST_FILE).exists():  # a delete renamed it away while we read it
+            raise DatasetNotFound(f"{path} was deleted while it was being read; nothing is wrong with the data") from None
+        raise
+
+
+def _load(path: Path, root: str | Path | None, memory_budget_mb: float | None, cache: bool) -> MultiTaskDataset:
     man = manifest.read_manifest(path)
     meta = catalog.read_metadata(path)
     manifest.check_format_version(meta.get("format_version"), f"the metadata of {path}")
-    if "tasks" not in meta:
-        raise IntegrityError(f"{path}: metadata has no task table")
+    validate.check_version(path, meta)  # metadata and array shapes/dtypes against the schema
     tasks = TaskTable.from_dict(meta["tasks"])
     checksum = manifest.manifest_checksum(manifest=man)
     layout = _layout(path, len(tasks))
@@ -233,7 +243,12 @@ def load(
     if cache:
         cache_root = catalog.resolve_root(root) / catalog.CACHE_DIR
         folder = cache_root / checksum
-        if not _cache_matches(folder, checksum, layout):
+        if not _cache_matches(folder, checksum, layout, path):
+            if folder.exists():
+                warnings.warn(
+                    f"the loading cache of {dataset_id} ({folder}) does not match what was recorded when it was built "
+                    "(damaged, or the dataset's files changed): verifying the dataset and rebuilding it", stacklevel=2,
+                )
             try:
                 _build_cache(path, folder, checksum, layout)
             except OSError as e:
@@ -321,13 +336,38 @@ def _copy_from_zarr(path: Path, layout: _Layout, out: dict[str, np.ndarray]) -> 
             out[name][base + first : base + first + len(block)] = block
 
 
-def _cache_matches(folder: Path, checksum: str, layout: _Layout) -> bool:
-    """The cache folder describes exactly this layout, and every array file has its full size."""
+def _source_stat(path: Path) -> dict[str, list[int]]:
+    """Size and modification time (ns) of every file of the version, from its manifest: a cheap
+    fingerprint that changes whenever a file of the version is rewritten."""
+    out = {}
+    for rel in sorted(manifest.read_manifest(path)["files"]):
+        try:
+            st = (path / rel).stat()
+            out[rel] = [int(st.st_size), int(st.st_mtime_ns)]
+        except OSError:
+            out[rel] = [-1, -1]
+    return out
+
+
+def _cache_info(folder: Path) -> dict[str, Any] | None:
     try:
         info = json.loads((folder / CACHE_INFO).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _cache_matches(folder: Path, checksum: str, layout: _Layout, path: Path | None = None, checksums: bool = True) -> bool:
+    """The cache folder describes exactly this layout, every array file has its full size and
+    (``checksums``) the sha256 recorded when it was built, and (``path``) the version's files are
+    unchanged since the cache was built from them."""
+    info = _cache_info(folder)
+    if info is None or info.get("layout") != layout.describe(checksum):
         return False
-    if info != layout.describe(checksum):
+    sums = info.get("sha256")
+    if not isinstance(sums, dict):
+        return False
+    if path is not None and info.get("source_stat") != _source_stat(path):
         return False
     for name, (shape, dtype) in layout.full_shapes().items():
         try:
@@ -336,14 +376,27 @@ def _cache_matches(folder: Path, checksum: str, layout: _Layout) -> bool:
             return False
         if arr.shape != shape or arr.dtype != dtype:
             return False
+        del arr
+    if checksums:
+        for name in [*layout.names, OFFSETS_FILE.removesuffix(".npy")]:
+            try:
+                if manifest.sha256_file(folder / f"{name}.npy") != sums.get(f"{name}.npy"):
+                    return False
+            except OSError:
+                return False
     return True
 
 
 def _build_cache(path: Path, folder: Path, checksum: str, layout: _Layout) -> None:
-    """Verify the dataset and write its contiguous cache to a temporary folder, then rename."""
+    """Verify the dataset and write its contiguous cache to a temporary folder, then rename.
+
+    ``cache.json`` records the layout, the sha256 of every cache file (checked on every open,
+    so a damaged cache is rebuilt, never served) and the size and mtime of every file of the
+    version it was built from (a version whose files changed since is verified again)."""
     parent = folder.parent
     parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_builds(parent)
+    source_stat = _source_stat(path)
     _verify_or_raise(path)
     tmp = parent / f".tmp-{checksum[:16]}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir()
@@ -357,16 +410,17 @@ def _build_cache(path: Path, folder: Path, checksum: str, layout: _Layout) -> No
             arr.flush()
         del out
         np.save(tmp / OFFSETS_FILE, layout.offsets, allow_pickle=False)
-        manifest.write_json_atomic(tmp / CACHE_INFO, layout.describe(checksum))
+        sums = {f.name: manifest.sha256_file(f) for f in sorted(tmp.glob("*.npy"))}
+        manifest.write_json_atomic(tmp / CACHE_INFO, {"layout": layout.describe(checksum), "sha256": sums, "source_stat": source_stat})
         zarr_io._fsync_tree(tmp)
-        if _cache_matches(folder, checksum, layout):  # another process finished the same build first
+        if _cache_matches(folder, checksum, layout, path):  # another process finished the same build first
             return
         if folder.exists():  # a stale or damaged cache of the same version
             catalog.remove_cache(checksum, parent.parent)
         try:
             os.replace(tmp, folder)
         except OSError:
-            if not _cache_matches(folder, checksum, layout):  # someone else's build won the race
+            if not _cache_matches(folder, checksum, layout, path):  # someone else's build won the race
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -33,3 +33,22 @@ class LockedError(OmrlError):
     """Another process holds the lock on the target."""
 
     exit_code = 4
+
+
+class StorageError(OmrlError):
+    """The disk is full, read-only or not writable (while writing; a root that is not writable
+    to begin with is BadInput). What was finished is kept: continue with ``--resume``."""
+
+    exit_code = 5
+
+
+# Exit codes of every omrl command (docs/exit-codes.md); keep them stable.
+EXIT_CODES = {
+    0: "success",
+    1: "an unexpected error (a bug: please report it with the traceback)",
+    2: "bad input: arguments, options, ids, files or folders the user gave; unreachable remotes",
+    3: "integrity: stored data does not match its manifest or the schema (damaged or tampered)",
+    4: "locked: another process is writing the same target",
+    5: "storage: the disk filled up or became read-only while writing; continue with --resume",
+    130: "interrupted (Ctrl-C)",
+}

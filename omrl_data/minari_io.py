@@ -128,9 +128,10 @@ def space_to_json(space) -> dict[str, Any]:
     return {"type": "Box", "shape": list(space.shape), "low": bound(space.low), "high": bound(space.high), "dtype": str(space.dtype)}
 
 
-def _task_env_spec(meta: dict[str, Any], params: dict[str, Any]):
-    """The registered env spec of the dataset's env id with this task in its kwargs, or None
-    when the id is not registered (then the dataset has no recoverable env)."""
+def _task_env_spec(meta: dict[str, Any], params: dict[str, Any] | None):
+    """The registered env spec of the dataset's env id with this task in its kwargs (``params``
+    None: without a task, the same spec for every task), or None when the id is not registered
+    (then the dataset has no recoverable env)."""
     import gymnasium
 
     import omrl_data.tasks  # noqa: F401  (registers the omrl ids)
@@ -139,7 +140,9 @@ def _task_env_spec(meta: dict[str, Any], params: dict[str, Any]):
     if not env_id or env_id not in gymnasium.registry:
         return None
     spec = gymnasium.spec(env_id)
-    kwargs = {**spec.kwargs, **(meta.get("env_kwargs") or {}), "task": params}
+    kwargs = {**spec.kwargs, **(meta.get("env_kwargs") or {})}
+    if params is not None:
+        kwargs["task"] = params
     return dataclasses.replace(spec, kwargs=kwargs)
 
 
@@ -167,8 +170,18 @@ def export_minari(
     root: str | Path | None = None,
     on_task: Callable[[int, int], None] | None = None,
     author: str = "omrl",
+    code_permalink: str | None = None,
+    combinable: bool = False,
 ) -> list[str]:
     """Write one Minari dataset per task of an omrl dataset; return their Minari ids (by task).
+
+    ``code_permalink``: recorded as Minari's code permalink (e.g. the commit of the code that
+    collected the data); default none, rather than a URL that does not point at that code.
+    The observation and action spaces declare the dtype of the stored arrays (float32).
+    ``combinable``: every task's env spec is the family's, without the task, so that
+    ``minari.combine_datasets`` accepts them (it refuses specs that differ); each step's
+    ``infos["task_index"]`` then says its task, since combining keeps infos but not episode
+    metadata. ``recover_environment()`` gives the default task then (see docs/minari.md).
 
     Refuses (BadInput) when any of the target Minari ids exists. If writing fails part-way, the
     Minari datasets written so far are deleted again.
@@ -182,7 +195,9 @@ def export_minari(
     folder = catalog.resolve(id_or_path, root)
     problems = manifest.verify(folder)  # Minari has no checksums: export only verified data
     if problems:
-        raise BadInput(f"{id_or_path} is damaged ({problems[0]}); run `omrl-data verify` on it")
+        from omrl_data.errors import IntegrityError
+
+        raise IntegrityError(f"{id_or_path} is damaged ({problems[0]}); run `omrl-data verify` on it")
     meta = catalog.read_metadata(folder)
     dataset_id = catalog.dataset_id_of(folder)
     namespace = _check_namespace(namespace or default_namespace(dataset_id))
@@ -196,25 +211,26 @@ def export_minari(
             f"Minari dataset {taken[0]} already exists; pick another --namespace or delete it with `minari delete {taken[0]}`"
         )
     refs = _export_references(folder, meta)
-    obs_space = space_from_json(meta.get("observation_space") or {"shape": [meta["obs_dim"]]})
-    act_space = space_from_json(meta.get("action_space") or {"shape": [meta["act_dim"]]})
+    # Declare what is stored: the arrays are float32 even where the env's own space is float64.
+    obs_space = space_from_json({**(meta.get("observation_space") or {"shape": [meta["obs_dim"]]}), "dtype": FIELDS_BY_NAME["observations"].dtype.name})
+    act_space = space_from_json({**(meta.get("action_space") or {"shape": [meta["act_dim"]]}), "dtype": FIELDS_BY_NAME["actions"].dtype.name})
 
     written: list[str] = []
     try:
         for i in range(len(table)):
             arrays = zarr_io.read_task_group(folder, i)
             params = table.params[i]
-            spec = _task_env_spec(meta, params)
+            spec = _task_env_spec(meta, None if combinable else params)
             with _quiet():
                 ds = minari.create_dataset_from_buffers(
                     dataset_id=ids[i],
-                    buffer=list(_episode_buffers(arrays, EpisodeBuffer)),
+                    buffer=list(_episode_buffers(arrays, EpisodeBuffer, task_index=i if combinable else None)),
                     env=spec,
                     observation_space=obs_space,
                     action_space=act_space,
                     algorithm_name=_algorithm_name(meta),
                     author=author,
-                    code_permalink="https://github.com/omrl/omrl",
+                    code_permalink=code_permalink,
                     description=f"Task {i} ({table.split[i]}) of omrl dataset {dataset_id}: {json.dumps(params)}",
                 )
             written.append(ids[i])
@@ -313,11 +329,13 @@ def _algorithm_name(meta: dict[str, Any]) -> str:
     )
 
 
-def _episode_buffers(arrays: dict[str, np.ndarray], EpisodeBuffer) -> Iterator[Any]:
+def _episode_buffers(arrays: dict[str, np.ndarray], EpisodeBuffer, task_index: int | None = None) -> Iterator[Any]:
     starts, ends = episode_bounds(arrays["episode_index"])
     obs, nxt = arrays["observations"], arrays["next_observations"]
     for e, (s, t) in enumerate(zip(starts, ends)):
         infos = {k: arrays[k][s:t] for k in INFO_FIELDS}
+        if task_index is not None:
+            infos["task_index"] = np.full(t - s, task_index, dtype=np.int64)
         if not np.array_equal(nxt[s : t - 1], obs[s + 1 : t]):
             infos["next_observations"] = nxt[s:t]
         yield EpisodeBuffer(
@@ -434,6 +452,13 @@ def import_minari(
     if not src.family:
         raise BadInput("the task family is unknown: pass --family (see `omrl-data families`)")
     fam = get_family(src.family)
+    for mid, ds in zip(src.datasets, loaded):  # data of another env cannot be this family's
+        dims = (int(np.prod(ds.observation_space.shape)), int(np.prod(ds.action_space.shape)))
+        if dims != (int(fam.obs_dim), int(fam.act_dim)):
+            raise BadInput(
+                f"Minari dataset {mid} has observation/action dims {dims[0]}/{dims[1]}, but {fam.name} has "
+                f"{fam.obs_dim}/{fam.act_dim}; it was not recorded on a {fam.name} env (choose the right --family)"
+            )
     missing = [src.datasets[i] for i, p in enumerate(src.params) if p is None]
     if missing:
         raise BadInput(
@@ -485,7 +510,12 @@ def _params_from_minari(ds, raw: dict[str, Any]) -> dict[str, Any] | None:
         if "task_json" in ep_meta:
             return json.loads(str(ep_meta["task_json"]))
     p = raw.get("omrl_task_params")
-    return dict(p) if isinstance(p, dict) else None
+    if isinstance(p, dict):
+        return dict(p)
+    # Recorded by someone else on an omrl env: the task is the env's constructor argument.
+    spec = getattr(ds, "env_spec", None)
+    task = (getattr(spec, "kwargs", None) or {}).get("task") if spec is not None else None
+    return dict(task) if isinstance(task, dict) else None
 
 
 def _import_metadata(src: MinariSource, loaded: list, fam, gamma: float | None) -> dict[str, Any]:

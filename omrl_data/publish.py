@@ -3,10 +3,13 @@
 A remote is a local folder or any fsspec URL (``file://...``, ``s3://bucket/prefix``). It mirrors
 the catalog layout and keeps an index::
 
-    <remote>/index.json                                  every published version (see list_remote)
+    <remote>/index.d/<namespace>/<family>/<name>-v<N>.json  one index entry per version
+    <remote>/index.json                                  every published version (see list_remote),
+                                                         rebuilt from index.d/ after each publish
     <remote>/<namespace>/<family>/<name>-v<N>/           the version folder, byte for byte:
         metadata.json, data.zarr/..., policies/...       the files its manifest lists
-        card.md, learning_progress.png                   its dataset card (not in the manifest)
+        card.md, learning_progress.png                   its dataset card (not in the manifest;
+                                                         their sha256 is in the index entry)
         manifest.json                                    uploaded last
 
 Publishing uploads the data first, then checks the remote listing against the manifest, then
@@ -20,11 +23,13 @@ every size and sha256, and only then moves the folder into the catalog in one re
 or truncated remote fails with IntegrityError and leaves the catalog as it was.
 
 S3 endpoints other than AWS (MinIO, moto, ...) are given with ``endpoint_url`` (``--endpoint-url``)
-or the ``AWS_ENDPOINT_URL`` environment variable; credentials come from the usual AWS sources.
+or botocore's own environment variables (``AWS_ENDPOINT_URL_S3``, which wins, then
+``AWS_ENDPOINT_URL``), resolved by botocore, not here; credentials come from the usual AWS sources.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import shutil
@@ -37,12 +42,14 @@ from omrl_data.schema import FORMAT_VERSION, MANIFEST_FILE, METADATA_FILE
 from omrl_data.store import catalog, manifest
 
 INDEX_FILE = "index.json"
+ENTRY_DIR = "index.d"  # one entry object per published version: publishers never write the same object
 CARD_FILES = ("card.md", "learning_progress.png")  # uploaded beside the data when present
-ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # honoured for s3:// URLs when no endpoint_url is given
 
 
 class RemoteError(OmrlError):
-    """The remote store cannot be reached, read or written."""
+    """The remote store cannot be reached, read or written (exit 2, like other bad input)."""
+
+    exit_code = 2
 
 
 class RemoteExists(BadInput):
@@ -66,9 +73,8 @@ class Remote:
         protocol = url.split("://", 1)[0] if "://" in url else "file"
         options: dict[str, Any] = {}
         if protocol in ("s3", "s3a"):
-            endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV)
-            if endpoint:
-                options["client_kwargs"] = {"endpoint_url": endpoint}
+            if endpoint_url:  # else botocore resolves AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / config itself
+                options["client_kwargs"] = {"endpoint_url": endpoint_url}
             options["use_listings_cache"] = False  # another process may publish between our calls
             options["skip_instance_cache"] = True
         elif endpoint_url:
@@ -77,8 +83,12 @@ class Remote:
             self.fs, self.base = fsspec.core.url_to_fs(self.url, **options)
         except (ImportError, ValueError) as e:
             raise BadInput(f"cannot open remote {url!r} ({e}); accepted: a folder, file://PATH, s3://BUCKET/PREFIX (needs s3fs)") from e
+        except OSError as e:  # a protocol that connects when opened (ftp, sftp, ...) and cannot
+            raise RemoteError(f"cannot reach remote {url!r} ({type(e).__name__}: {e})") from e
         self.local = self.fs.protocol in ("file", "local") or "file" in tuple(self.fs.protocol)
         self.base = self.base.rstrip("/")
+        if self.local and Path(self.base).exists() and not Path(self.base).is_dir():
+            raise BadInput(f"remote {url} is a file, not a folder; give a folder, file://PATH or s3://BUCKET/PREFIX")
 
     def path(self, *parts: str) -> str:
         return "/".join([self.base, *[p.strip("/") for p in parts if p]])
@@ -167,17 +177,32 @@ def _rel_dir(ref: catalog.DatasetRef) -> str:
 
 
 def read_index(remote: Remote) -> dict[str, Any]:
-    """``index.json`` of a remote (an empty index when there is none yet)."""
+    """The remote's index: ``index.json`` merged with the per-version entries under ``index.d/``
+    (an entry object wins). Each publisher writes only its own version's entry object, so two
+    publishing at once can at worst leave ``index.json`` one entry short, never the index."""
     try:
         raw = remote.read_bytes(INDEX_FILE)
     except FileNotFoundError:
-        return {"format_version": FORMAT_VERSION, "datasets": {}}
-    try:
-        index = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IntegrityError(f"{remote.url}/{INDEX_FILE} is not valid JSON ({e})") from e
-    if not isinstance(index, dict) or not isinstance(index.get("datasets"), dict):
-        raise IntegrityError(f"{remote.url}/{INDEX_FILE} has no 'datasets' table")
+        index: dict[str, Any] = {"format_version": FORMAT_VERSION, "datasets": {}}
+    else:
+        try:
+            index = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise IntegrityError(f"{remote.url}/{INDEX_FILE} is not valid JSON ({e})") from e
+        if not isinstance(index, dict) or not isinstance(index.get("datasets"), dict):
+            raise IntegrityError(f"{remote.url}/{INDEX_FILE} has no 'datasets' table")
+    for rel in sorted(remote.sizes(ENTRY_DIR)):
+        if not rel.endswith(".json"):
+            continue
+        try:
+            entry = json.loads(remote.read_bytes(f"{ENTRY_DIR}/{rel}"))
+        except FileNotFoundError:
+            continue
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise IntegrityError(f"{remote.url}/{ENTRY_DIR}/{rel} is not valid JSON ({e})") from e
+        dataset_id = rel.removesuffix(".json")
+        if isinstance(entry, dict):
+            index["datasets"][dataset_id] = entry
     return index
 
 
@@ -218,7 +243,7 @@ def publish(
     folder = catalog.resolve(id_or_path, root)
     problems = manifest.verify(folder)
     if problems:
-        raise BadInput(f"{id_or_path} fails verification ({problems[0]}); it will not be published")
+        raise IntegrityError(f"{id_or_path} fails verification ({problems[0]}); it will not be published")
     dataset_id = catalog.dataset_id_of(folder)
     ref = catalog.parse_id(dataset_id)
     rel = _rel_dir(ref)
@@ -252,28 +277,33 @@ def publish(
         remote.put(folder / f, f"{rel}/{f}")
         if on_bytes:
             on_bytes(man["files"][f]["size"])
-    for f in CARD_FILES:
+    card_files = {}
+    for f in CARD_FILES:  # derived files outside the manifest: the index entry covers them
         if (folder / f).is_file():
-            remote.put(folder / f, f"{rel}/{f}")
+            data = (folder / f).read_bytes()
+            remote.write_bytes(f"{rel}/{f}", data)
+            card_files[f] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     # Every listed file must be there at its size before the manifest makes the version complete.
     there = remote.sizes(rel)
     short = [f for f in files if there.get(f) != man["files"][f]["size"]]
     if short:
         raise RemoteError(f"upload of {dataset_id} is incomplete ({short[0]} missing or truncated on {remote.url}); publish again")
     remote.put(folder / MANIFEST_FILE, f"{rel}/{MANIFEST_FILE}")
-    _add_to_index(remote, folder, dataset_id, rel)
+    _add_to_index(remote, folder, dataset_id, rel, card_files)
     return f"{remote.url}/{rel}"
 
 
-def _add_to_index(remote: Remote, folder: Path, dataset_id: str, rel: str) -> None:
+def _add_to_index(remote: Remote, folder: Path, dataset_id: str, rel: str, card_files: dict[str, Any] | None = None) -> None:
     row = catalog.summary(folder)
-    index = read_index(remote)
-    index["datasets"][dataset_id] = {
+    entry = {
         **{k: row[k] for k in ("family", "tasks", "train_tasks", "test_tasks", "transitions", "size_bytes", "created", "parent")},
         "manifest_checksum": manifest.manifest_checksum(folder),
+        "card_files": card_files or {},  # sha256 and size of card.md / learning_progress.png
         "published": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "path": rel,
     }
+    remote.write_bytes(f"{ENTRY_DIR}/{rel}.json", json.dumps(entry, indent=1, sort_keys=True).encode())  # the record
+    index = read_index(remote)  # index.json: a single-file view for other readers, rebuilt from the entries
     remote.write_bytes(INDEX_FILE, json.dumps(index, indent=1, sort_keys=True).encode())
 
 
@@ -288,6 +318,7 @@ def pull(
     endpoint_url: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> Path:
     """Download ``dataset_id`` (``-vN`` optional = latest published) into the local catalog.
 
@@ -295,7 +326,14 @@ def pull(
     before anything appears in the catalog (``on_total(bytes)`` once the manifest is read, then
     ``on_bytes(n)`` per file, for progress bars). Returns the local folder. IntegrityError for a
     tampered or truncated remote; DatasetNotFound when the remote does not have it.
+
+    The card files (outside the manifest) are kept only when their sha256 matches the remote
+    index entry; others are left out (regenerate them with ``omrl-data card``).
+    ``report`` (a dict, filled in): ``action`` ("downloaded" or "already present": nothing was
+    downloaded because the local copy has the manifest checksum the index lists), ``files`` and
+    ``bytes`` checked, ``card`` (file -> "verified" / "not in the index" / "checksum mismatch").
     """
+    report = {} if report is None else report
     ref = catalog.parse_id(dataset_id)
     remote = Remote(from_url, endpoint_url)
     index = read_index(remote)["datasets"]
@@ -316,8 +354,10 @@ def pull(
     if catalog.is_complete(final):
         local = manifest.manifest_checksum(final)
         if entry and entry.get("manifest_checksum") == local:
-            return final  # already here, same bytes
+            report.update(action="already present", files=0, bytes=0, card={})
+            return final  # already here, same manifest: nothing is downloaded or checked
         raise BadInput(f"{ref.id} already exists in {root_path} with different contents; delete it first (`omrl-data delete {ref.id}`)")
+    catalog.check_writable(root_path)
     staging = root_path / catalog.STAGING_DIR / ref.namespace / ref.family / f"{ref.name}-v{ref.version}"
     if staging.exists():
         raise BadInput(f"{ref.id} is being written locally ({staging}); pull it under another catalog root")
@@ -347,11 +387,26 @@ def pull(
         meta = catalog.read_metadata(folder)
         if meta.get("dataset_id") not in (None, ref.id):
             raise IntegrityError(f"{remote.url}/{rel} holds {meta.get('dataset_id')}, not {ref.id}")
+        from omrl_data.store.validate import check_version
+
+        check_version(folder, meta)  # a crafted remote can match its manifest and still be invalid
+        card = {}
+        listed_cards = (entry or {}).get("card_files") or {}
         for f in CARD_FILES:
             try:
                 remote.get(f"{rel}/{f}", folder / f)
             except FileNotFoundError:
-                pass
+                continue
+            want = listed_cards.get(f) if isinstance(listed_cards, dict) else None
+            if not isinstance(want, dict):
+                card[f] = "not in the index"
+            elif manifest.sha256_file(folder / f) != want.get("sha256"):
+                card[f] = "checksum mismatch"
+            else:
+                card[f] = "verified"
+                continue
+            (folder / f).unlink()  # never keep a file nothing vouches for
+        report.update(action="downloaded", files=len(man["files"]), bytes=sum(e["size"] for e in man["files"].values()), card=card)
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(folder, final)  # fails if the version appeared meanwhile: never overwrite

@@ -8,7 +8,9 @@ Layout of a dataset version (``<root>/<namespace>/<family>/<name>-v<N>/``)::
                       each group holds one 1-D/2-D array per field below, rows in collect order
     policies/         optional: checkpoint policy weights as ``.npz`` (never pickle)
     manifest.json     written last and atomically: sha256 and size of every file above
-    card.md, *.png    optional, regenerable; not covered by the manifest
+    card.md, *.png    optional, regenerable; not covered by the manifest (`verify` names them;
+                      `publish` records their sha256 in the remote index, `pull` keeps them only
+                      when it matches)
 
 Rows of a task group are transitions in chronological (collect) order; an episode is a run of
 rows with the same ``episode_index`` and increasing ``step_in_episode``; its last row has

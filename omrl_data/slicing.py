@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from omrl_data.errors import BadInput
+from omrl_data.errors import BadInput, IntegrityError
 from omrl_data.schema import DEFAULT_NAMESPACE, POLICIES_DIR, SOURCE_NAMES, task_group_name
 from omrl_data.store import catalog, manifest, zarr_io
 
@@ -294,12 +294,13 @@ def slice_dataset(
     from omrl_data.tasks.table import TaskTable
 
     catalog.check_name(name)
+    catalog.check_writable(catalog.resolve_root(root))
     parent_dir = catalog.resolve(parent, root)
     # Full checksums: linked files and rewritten rows must not carry tampered bytes into a
     # version whose new manifest would vouch for them.
     problems = manifest.verify(parent_dir)
     if problems:
-        raise BadInput(f"parent {parent} is damaged ({problems[0]}); run `omrl-data verify` on it")
+        raise IntegrityError(f"parent {parent} is damaged ({problems[0]}); run `omrl-data verify` on it")
     meta = catalog.read_metadata(parent_dir)
     parent_id = catalog.dataset_id_of(parent_dir)
     table = TaskTable.from_dict(meta["tasks"])

@@ -107,14 +107,14 @@ def test_damaged_cache_is_rebuilt(dataset_id, omrl_home, damage):
         p.write_bytes(p.read_bytes()[:-8])
     elif damage == "edit_info":
         info = json.loads((cache / "cache.json").read_text())
-        info["offsets"][-1] += 1
+        info["layout"]["offsets"][-1] += 1
         (cache / "cache.json").write_text(json.dumps(info))
     elif damage == "drop_file":
         (cache / "actions.npy").unlink()
     else:
         np.save(cache / "rewards.npy", np.zeros(3, dtype=np.float32))
     _assert_same(good, omrl_data.load(dataset_id))
-    assert json.loads((cache / "cache.json").read_text())["offsets"] == good.offsets.tolist()
+    assert json.loads((cache / "cache.json").read_text())["layout"]["offsets"] == good.offsets.tolist()
 
 
 def test_killed_cache_build_is_never_used(dataset_id, omrl_home):

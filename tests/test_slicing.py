@@ -224,5 +224,5 @@ def test_tampered_parent_is_not_sliced(parent):
     data[0] ^= 0xFF
     (folder / chunk).write_bytes(bytes(data))
     r = run("slice", parent, "--name", "from-bad", "--resplit", "random")
-    assert r.exit_code == 2 and "checksum mismatch" in r.output and "rewards" in r.output
+    assert r.exit_code == 3 and "checksum mismatch" in r.output and "rewards" in r.output
     assert [d["id"] for d in catalog.list_datasets()] == [parent]

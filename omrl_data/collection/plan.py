@@ -109,12 +109,15 @@ def validate(config: CollectConfig):
     if config.ray_address and config.backend != "ray":
         raise BadInput("--ray-address needs --backend ray")
     if config.backend == "ray":
+        prepare_ray_auth(config.ray_address or os.environ.get("RAY_ADDRESS"))
         try:
             import ray  # noqa: F401
         except ImportError:
             raise BadInput("--backend ray needs Ray: pip install 'omrl[ray]'") from None
         if config.ray_address:
             check_ray_address(config.ray_address)
+        elif os.environ.get("RAY_ADDRESS"):  # Ray's own convention for "connect to this cluster"
+            check_ray_address(os.environ["RAY_ADDRESS"])
     device = str(config.device)
     if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
         raise BadInput(f"--device must be cpu, cuda or cuda:<n>, got {device!r}")
@@ -123,11 +126,23 @@ def validate(config: CollectConfig):
 
         if not torch.cuda.is_available():
             raise BadInput(f"--device {device}: no CUDA device is visible here; use --device cpu")
-    catalog.check_name(config.dataset_name())
+    catalog.check_name(config.dataset_name() if config.name is None else config.name)  # '' is not "the default"
     s = config.sac
     if s.batch_size < 1 or s.learning_starts < 0 or not s.updates_per_step > 0 or not 0 < s.tau <= 1:
         raise BadInput("SAC settings: batch_size >= 1, learning_starts >= 0, updates_per_step > 0, 0 < tau <= 1")
     return family
+
+
+def prepare_ray_auth(address: str | None) -> None:
+    """Ray >= 2.52: ``ray start`` enables token authentication and writes ``~/.ray/auth_token``,
+    but a driver given an address only sends the token with ``RAY_AUTH_MODE=token``. When the
+    user has not chosen a mode and a token is here (the cluster was started by this user), use
+    it, as ``--ray-address auto`` would. Ray reads the mode when it is imported: call this first."""
+    if not address or os.environ.get("RAY_AUTH_MODE"):
+        return
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(token_file):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
@@ -241,11 +256,10 @@ def _existing_ancestor(path: Path) -> Path:
 
 def check_root(root: Path, need_bytes: int) -> None:
     """BadInput unless ``root`` can be created/written and its disk has room for ``need_bytes``."""
+    from omrl_data.store.catalog import check_writable
+
     base = _existing_ancestor(root)
-    if not base.is_dir():
-        raise BadInput(f"cannot write to the catalog root {root}: {base} is not a directory; pass a writable --root")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise BadInput(f"cannot write to the catalog root {root}: {base} is not writable; pass a writable --root")
+    check_writable(root)  # a real write: /proc and read-only mounts are "not writable", not "0 B free"
     free = shutil.disk_usage(base).free
     need = int(need_bytes * DISK_MARGIN) + MIN_FREE_BYTES
     if free < need:

@@ -111,7 +111,7 @@ def collect(
         return _run(staged, plan, done, progress, console, resume_cmd)
 
     planning.check_root(root_path, request.est_bytes)
-    _refuse_if_running(root_path, family, name)
+    _refuse_if_running(root_path, family, name, resume_cmd)
     if calibrate if calibrate is not None else (progress or confirm is not None):
         request.est_seconds = estimate_seconds(request, console if progress else None)
     if progress:
@@ -136,11 +136,14 @@ def _command_line() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "omrl_data.collection.collect"
 
 
-def _refuse_if_running(root: Path, family: str, name: str) -> None:
-    """Fail fast (before calibrating) if another collector is writing this family/name."""
+def _refuse_if_running(root: Path, family: str, name: str, resume_cmd: str = "") -> None:
+    """Fail fast (before calibrating) if another collector is writing this family/name, or if an
+    interrupted collection of it exists (say how to resume or discard it, never start v<N+1>
+    silently beside it)."""
     parent = root / catalog.STAGING_DIR / "omrl" / family
     if not parent.is_dir():
         return
+    interrupted = []
     for v in writer.unfinished(family, name, root):
         info = holder(parent / f"{name}-v{v}" / LOCK_FILE)
         if info is not None:
@@ -148,6 +151,16 @@ def _refuse_if_running(root: Path, family: str, name: str) -> None:
                 f"omrl/{family}/{name}-v{v} is being written by {describe(info)}; "
                 "wait for it, stop it, or choose another --name"
             )
+        interrupted.append(v)
+    if interrupted:
+        v = interrupted[-1]
+        folder = parent / f"{name}-v{v}"
+        tasks = zarr_io.data_root(folder / writer.DATASET_SUBDIR) / "tasks"
+        done = sum(1 for p in tasks.iterdir() if p.name.isdigit()) if tasks.is_dir() else 0
+        raise BadInput(
+            f"an unfinished collection omrl/{family}/{name}-v{v} exists ({done} task(s) written, interrupted); "
+            f"continue it with: {resume_cmd or '--resume'}  or discard it with: rm -r {folder}  (or choose another --name)"
+        )
 
 
 def _reopen(root: Path, family: str, name: str, console: Console) -> writer.StagedDataset:
@@ -284,6 +297,15 @@ def _raise_worker_error(plan: CollectionPlan, k: int, kind: str, message: str, t
     cls = getattr(errors, kind, None)
     if isinstance(cls, type) and issubclass(cls, OmrlError):
         raise cls(message)
+    import errno
+    import re
+
+    m = re.match(r"\[Errno (\d+)\] ([^:]*)", message)
+    if m and int(m[1]) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):  # a full or read-only disk
+        raise errors.StorageError(
+            f"worker on {unit_label(plan.units[k])} could not write: {m[2]}; free space or fix permissions, then run the "
+            "same command with --resume (finished tasks are kept)"
+        )
     raise RuntimeError(f"worker failed on {unit_label(plan.units[k])}: {kind}: {message}\n--- worker traceback ---\n{tb}")
 
 
@@ -430,8 +452,38 @@ def _ray_unit(config_dict: dict, shard: list, out_dir: str, progress_q, threads:
     from omrl_data.collection.learners import collect_shard
 
     report = _throttled(lambda task, steps: progress_q.put_nowait((task, steps)))
+    # Ray workers can outlive a killed driver by tens of seconds: check it before each write.
+    zarr_io.set_write_guard(_driver_guard(Path(out_dir), progress_q))
+    try:
+        return _jsonable(collect_shard(config, shard, Path(out_dir), report=report))
+    finally:
+        zarr_io.set_write_guard(None)
 
-    return _jsonable(collect_shard(config, shard, Path(out_dir), report=report))
+
+class DriverGone(OmrlError):
+    """The collection's driver process died; a worker must not write any more."""
+
+
+def _driver_guard(out_dir: Path, progress_q: Any = None) -> Callable[[], None]:
+    """A check that the driver holding the staging lock still lives: on its host, its pid; on
+    another node, its progress queue (an actor that dies with the driver) must answer."""
+    import socket
+
+    from omrl_data.store.lock import pid_alive, read_lock_info
+
+    info = read_lock_info(out_dir.parent / LOCK_FILE) or {}
+
+    def check() -> None:
+        if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
+            if not pid_alive(info["pid"]):
+                raise DriverGone(f"the collection's driver (pid {info['pid']}) is gone; not writing")
+        elif progress_q is not None:
+            try:
+                progress_q.qsize()
+            except Exception as e:  # noqa: BLE001 - any failure to reach the actor means no driver
+                raise DriverGone(f"the collection's driver is unreachable ({type(e).__name__}); not writing") from None
+
+    return check
 
 
 def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Callable[[int, int], None]):
@@ -441,6 +493,7 @@ def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Calla
     Progress comes back through a Ray queue (an actor). On a cluster, ``out_dir`` must be on a
     filesystem every node sees.
     """
+    planning.prepare_ray_auth(plan.config.ray_address or os.environ.get("RAY_ADDRESS"))  # before `import ray`
     import ray
     from ray.util.queue import Queue
 
@@ -448,15 +501,23 @@ def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Calla
     started = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": True}
-        if cfg.ray_address:
+        # Ray's conventions: --ray-address, else $RAY_ADDRESS (an existing cluster: Ray sizes it,
+        # so no num_cpus), else a small local runtime.
+        address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
+        if address:
             try:
-                ray.init(address=cfg.ray_address, **kwargs)
+                ray.init(address=None if address == os.environ.get("RAY_ADDRESS") else address, **kwargs)
             except (ConnectionError, ValueError, RuntimeError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise BadInput(f"cannot connect to the Ray cluster at {cfg.ray_address!r} ({first}); "
-                               "check --ray-address, or leave it out to start a local Ray runtime") from None
+                where = "--ray-address" if cfg.ray_address else "$RAY_ADDRESS"
+                raise BadInput(
+                    f"cannot connect to the Ray cluster at {address!r} ({first}); check {where}. A cluster started with "
+                    "`ray start` (Ray >= 2.52) uses token authentication: set RAY_AUTH_MODE=token with the cluster's token "
+                    "in RAY_AUTH_TOKEN or ~/.ray/auth_token, or use --ray-address auto on one of its nodes"
+                ) from None
         else:
-            ray.init(num_cpus=cfg.workers, object_store_memory=80 * 2**20, **kwargs)
+            # address="local": always a new runtime, even if `ray start` left a cluster address here
+            ray.init(address="local", num_cpus=cfg.workers, object_store_memory=80 * 2**20, **kwargs)
         started = True
     running: dict[Any, int] = {}
     try:

@@ -71,6 +71,28 @@ def resolve_root(root: str | Path | None = None) -> Path:
     return Path(root).expanduser().absolute()
 
 
+def check_writable(folder: str | Path, what: str = "the catalog root", flag: str = "--root") -> Path:
+    """``folder`` (absolute) if it is, or can be created as, a folder this process can write;
+    BadInput naming what is wrong otherwise. Writes and removes a probe file in the nearest
+    existing folder, since permission bits do not tell (root ignores them; /proc and read-only
+    mounts refuse anyway)."""
+    import tempfile
+
+    folder = Path(folder).expanduser().absolute()
+    base = folder
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        raise BadInput(f"cannot write to {what} {folder}: {base} is a file, not a folder; pass a writable {flag}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".omrl-probe-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BadInput(f"cannot write to {what} {folder}: {base} is not writable ({e.strerror or e}); pass a writable {flag}") from None
+    return folder
+
+
 def parse_id(dataset_id: str) -> DatasetRef:
     """``omrl/<family>/<name>[-v<N>]`` -> DatasetRef; BadInput naming the accepted form otherwise."""
     m = _ID_RE.match(str(dataset_id).strip())
@@ -168,8 +190,11 @@ def resolve(id_or_path: str | Path, root: str | Path | None = None) -> Path:
 def dataset_id_of(folder: str | Path) -> str:
     """The id of a version folder: from its metadata, else from its place in a catalog."""
     folder = Path(folder)
-    meta = read_metadata(folder, missing_ok=True)
-    if meta and meta.get("dataset_id"):
+    try:
+        meta = read_metadata(folder, missing_ok=True)
+    except (IntegrityError, OSError):  # damaged metadata: the id is still the folder's place
+        meta = None
+    if meta and isinstance(meta.get("dataset_id"), str) and meta["dataset_id"]:
         return str(meta["dataset_id"])
     m = _VERSION_DIR_RE.match(folder.name)
     if m:
@@ -193,23 +218,33 @@ def read_metadata(folder: str | Path, missing_ok: bool = False) -> dict[str, Any
     return meta
 
 
-def iter_version_folders(root: str | Path | None = None):
-    """Every complete version folder under a root, sorted by namespace, family, name, version."""
+def iter_version_folders(root: str | Path | None = None, incomplete: bool = False):
+    """Every complete version folder under a root, sorted by namespace, family, name, version.
+
+    ``incomplete``: also folders under a version's final name that lack ``manifest.json``. A
+    version only ever appears there whole (one rename), so such a folder is damaged (its
+    manifest was deleted), never one being written."""
     root = resolve_root(root)
     found = []
     if not root.is_dir():
         return []
-    for ns in root.iterdir():
-        if ns.name.startswith(".") or not ns.is_dir():
+    for ns in _dirs(root):
+        if ns.name.startswith("."):
             continue
-        for fam in ns.iterdir():
-            if not fam.is_dir():
-                continue
-            for v in fam.iterdir():
+        for fam in _dirs(ns):
+            for v in _dirs(fam):
                 m = _VERSION_DIR_RE.match(v.name)
-                if m and not v.name.startswith(".") and v.is_dir() and is_complete(v):
+                if m and not v.name.startswith(".") and (incomplete or is_complete(v)):
                     found.append((ns.name, fam.name, m["name"], int(m["version"]), v))
     return [f[-1] for f in sorted(found, key=lambda f: f[:4])]
+
+
+def _dirs(folder: Path) -> list[Path]:
+    """Sub-folders of ``folder``; [] when it vanished or cannot be read (a delete in progress)."""
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except OSError:
+        return []
 
 
 def folder_size(folder: str | Path) -> int:
@@ -249,9 +284,45 @@ def summary(folder: str | Path) -> dict[str, Any]:
     }
 
 
-def list_datasets(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every complete dataset version under the root, as ``summary`` rows."""
-    return [summary(f) for f in iter_version_folders(root)]
+def damaged_summary(folder: str | Path, why: str) -> dict[str, Any]:
+    """The ``list`` row of a version that cannot be read: its id, place, size and what is wrong."""
+    folder = Path(folder)
+    return {
+        "id": dataset_id_of(folder), "family": folder.parent.name, "tasks": None, "train_tasks": None, "test_tasks": None,
+        "transitions": None, "size_bytes": folder_size(folder), "created": None, "parent": None, "path": str(folder),
+        "damaged": why,
+    }
+
+
+def list_datasets(root: str | Path | None = None, damaged: bool = True) -> list[dict[str, Any]]:
+    """Every dataset version under the root, as ``summary`` rows (``damaged: None``).
+
+    A version whose metadata or manifest cannot be read is listed too, with ``damaged`` saying
+    why (``damaged=False`` leaves those out): one bad version never hides the others."""
+    from omrl_data.store.validate import metadata_problems
+
+    rows = []
+    for f in iter_version_folders(root, incomplete=damaged):
+        if not is_complete(f):
+            rows.append(damaged_summary(f, f"no {MANIFEST_FILE} (deleted or lost); `omrl-data verify` cannot check it: delete it"))
+            continue
+        try:
+            meta = read_metadata(f)
+            problems = metadata_problems(meta)
+            if problems:
+                raise IntegrityError(problems[0])
+            row = summary(f)
+        except FileNotFoundError:  # deleted while listing
+            continue
+        except (IntegrityError, OSError, KeyError, TypeError, ValueError) as e:
+            if not f.exists():
+                continue
+            if damaged:
+                rows.append(damaged_summary(f, str(e)))
+            continue
+        row["damaged"] = None
+        rows.append(row)
+    return rows
 
 
 def episode_returns(rewards: np.ndarray, episode_index: np.ndarray) -> np.ndarray:
@@ -291,8 +362,11 @@ def info(id_or_path: str | Path, root: str | Path | None = None) -> dict[str, An
     per task its split, parameters, counts and episode-return statistics (in stored order)."""
     from omrl_data.store import manifest
 
+    from omrl_data.store.validate import check_version
+
     folder = resolve(id_or_path, root)
     meta = read_metadata(folder)
+    check_version(folder, meta)  # one line naming file and field, not a traceback further down
     row = summary(folder)
     tasks = (meta.get("tasks") or {}).get("tasks", [])
     per_task = []
@@ -315,10 +389,11 @@ def delete(id_or_path: str | Path, root: str | Path | None = None) -> Path:
     a version that looks complete."""
     from omrl_data.store import manifest
 
-    folder = resolve(id_or_path, root)
+    folder = resolve_damaged(id_or_path, root)
+    check_writable(folder.parent, "the catalog folder")  # a read-only catalog: one line, nothing changed
     try:
         checksum = manifest.manifest_checksum(folder)
-    except IntegrityError:
+    except (IntegrityError, OSError):
         checksum = None
     target = folder.parent / f".deleting-{uuid.uuid4().hex[:12]}"
     (folder.parent / f"{DELETED_PREFIX}{folder.name}").touch()
@@ -327,6 +402,23 @@ def delete(id_or_path: str | Path, root: str | Path | None = None) -> Path:
     if checksum:
         remove_cache(checksum, root)
     return folder
+
+
+def resolve_damaged(id_or_path: str | Path, root: str | Path | None = None) -> Path:
+    """Like :func:`resolve`, but also finds a version folder that lost its manifest (listed as
+    damaged), so that it can be deleted. Needs the exact id (``-vN``) or folder."""
+    try:
+        return resolve(id_or_path, root)
+    except DatasetNotFound:
+        text = str(id_or_path).strip()
+        as_path = Path(text).expanduser()
+        if as_path.is_dir() and _VERSION_DIR_RE.match(as_path.name) and (as_path / METADATA_FILE).exists():
+            return as_path.absolute()
+        if _ID_RE.match(text):
+            ref = parse_id(text)
+            if ref.version is not None and ref.folder(root).is_dir():
+                return ref.folder(root)
+        raise
 
 
 def remove_cache(checksum: str, root: str | Path | None = None) -> None:

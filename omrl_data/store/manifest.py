@@ -76,11 +76,15 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> Pat
     path = Path(path)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
     data = json.dumps(obj, indent=indent, sort_keys=True).encode()
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (or a kill signal as an exception): leave no temporary
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
     return path
 
@@ -177,7 +181,9 @@ def verify(dataset_dir: str | Path, progress: Callable[[int], None] | None = Non
     """Every problem found in a dataset folder, as lines naming task and array; [] when intact.
 
     Recomputes the sha256 of every listed file (``checksums=False`` checks presence and sizes
-    only), and reports files that are missing, truncated, changed, or present but not listed.
+    only), and reports files that are missing, truncated, changed, or present but not listed;
+    then checks the metadata and array shapes/dtypes against the schema (``validate``). A file
+    that disappears while it is being checked is reported as missing.
     """
     root = Path(dataset_dir)
     try:
@@ -189,30 +195,48 @@ def verify(dataset_dir: str | Path, progress: Callable[[int], None] | None = Non
     for rel, entry in sorted(listed.items()):
         path = root / rel
         who = describe_path(rel)
-        if not path.is_file():
+        try:
+            if not path.is_file():
+                raise FileNotFoundError(rel)
+            size = path.stat().st_size
+            if size != entry["size"]:
+                problems.append(f"{who}: size mismatch in {rel} ({size} bytes, manifest says {entry['size']}; truncated or changed)")
+                continue
+            if checksums:
+                if sha256_file(path) != entry["sha256"]:
+                    problems.append(f"{who}: checksum mismatch in {rel}")
+                if progress:
+                    progress(size)
+        except FileNotFoundError:  # also when it disappears between the checks (a delete in progress)
             problems.append(f"{who}: missing file {rel}")
-            continue
-        size = path.stat().st_size
-        if size != entry["size"]:
-            problems.append(f"{who}: size mismatch in {rel} ({size} bytes, manifest says {entry['size']}; truncated or changed)")
-            continue
-        if checksums:
-            if sha256_file(path) != entry["sha256"]:
-                problems.append(f"{who}: checksum mismatch in {rel}")
-            if progress:
-                progress(size)
+        except OSError as e:
+            problems.append(f"{who}: cannot read {rel} ({e.strerror or type(e).__name__})")
     for rel in covered_files(root):
         if rel not in listed:
             problems.append(f"{describe_path(rel)}: extra file {rel} not in the manifest")
     if METADATA_FILE in listed and (root / METADATA_FILE).is_file():
         try:
-            meta = json.loads((root / METADATA_FILE).read_text())
-            check_format_version(meta.get("format_version") if isinstance(meta, dict) else None, f"the metadata of {root}")
+            meta = json.loads(_read_text_or_empty(root / METADATA_FILE))
+            if not isinstance(meta, dict):
+                raise IntegrityError(f"{METADATA_FILE}: must hold a JSON object, not {type(meta).__name__}")
+            check_format_version(meta.get("format_version"), f"the metadata of {root}")
         except (json.JSONDecodeError, UnicodeDecodeError):
             problems.append(f"metadata: {METADATA_FILE} is not valid JSON")
         except IntegrityError as e:
             problems.append(str(e))
+        else:
+            if not problems:  # the bytes are the manifest's: do they also make a valid version?
+                from omrl_data.store.validate import version_problems
+
+                problems.extend(version_problems(root, meta))
     return problems
+
+
+def _read_text_or_empty(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:  # removed since the checks above (reported there)
+        return "null"
 
 
 def total_size(dataset_dir: str | Path) -> int:

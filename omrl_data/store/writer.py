@@ -77,6 +77,33 @@ def unfinished_writes(root: str | Path | None = None) -> list[dict[str, Any]]:
     return out
 
 
+class _name_lock:
+    """An exclusive ``flock`` on ``<root>/.staging/.reserve-locks/<ns>+<family>+<name>.lock`` for
+    the moment a writer checks for others and reserves its version (released right after; the
+    version's own lock is what is held while writing). The file stays: removing a lock file
+    that another process may be waiting on would let two holders in."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_name_lock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import fcntl
+
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
 def _reserve(
     parent: Path, namespace: str, family: str, name: str, version: int, command: str | None, exact: bool = False
 ) -> tuple[Path, FileLock]:
@@ -109,8 +136,7 @@ def _reserve(
         return target, lock
 
 
-class StorageError(OmrlError):
-    """The disk is full, read-only or not writable; the staging folder is kept for --resume."""
+from omrl_data.errors import StorageError  # noqa: E402  (the disk is full or read-only; exit 5)
 
 
 class StagedDataset:
@@ -155,6 +181,14 @@ class StagedDataset:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise BadInput(f"cannot write to the catalog root {root_path} ({e.strerror}); pass a writable --root") from e
+        # Checking for a running writer, choosing the version and reserving it are one step under
+        # a short per-name lock: two writers started at the same instant never both pass the check.
+        with _name_lock(root_path / catalog.STAGING_DIR / ".reserve-locks" / f"{namespace}+{family}+{name}.lock"):
+            return cls._create_locked(root_path, parent, namespace, family, name, resume, command, version)
+
+    @classmethod
+    def _create_locked(cls, root_path: Path, parent: Path, namespace: str, family: str, name: str, resume: bool,
+                       command: str | None, version: int | None) -> "StagedDataset":
         if resume:
             pending = unfinished(family, name, root_path, namespace)
             if not pending:
@@ -287,6 +321,8 @@ class StagedDataset:
 
     def _commit(self, metadata: dict[str, Any] | None, progress: Callable[[int], None] | None) -> Path:
         zarr_io.remove_stale_tmp(self.path)
+        for leftover in self.path.glob(".*.tmp"):  # temporaries of an earlier commit that failed (disk full)
+            leftover.unlink(missing_ok=True)
         self._check_policies()
         if metadata is None:
             meta = catalog.read_metadata(self.path)

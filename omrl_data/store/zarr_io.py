@@ -20,6 +20,17 @@ from omrl_data.schema import DATA_DIR, FIELD_NAMES, FIELDS_BY_NAME, task_group_n
 
 ROWS_PER_CHUNK = 65536  # sequential reads; ~7 MB per chunk for 27-D float32 observations
 
+# Called (no arguments) right before a task group is renamed into place; raising stops the write.
+# A distributed worker sets it to "is my driver still alive?" so that nothing is written after
+# the collection it belongs to was killed (set_write_guard).
+_write_guard = None
+
+
+def set_write_guard(guard) -> None:
+    """Install (or with None remove) this process's check before every task-group commit."""
+    global _write_guard
+    _write_guard = guard
+
 
 def data_root(dataset_dir: str | Path) -> Path:
     return Path(dataset_dir) / DATA_DIR
@@ -63,6 +74,12 @@ def write_task_group(dataset_dir: str | Path, task_index: int, arrays: dict[str,
         if values.shape[0]:
             arr[...] = values
     _fsync_tree(tmp)
+    if _write_guard is not None:
+        try:
+            _write_guard()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -130,10 +147,12 @@ def array_shapes(dataset_dir: str | Path, task_index: int) -> dict[str, tuple[tu
             continue
         try:
             meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError(f"{meta_path.name} must hold a JSON object, not {type(meta).__name__}")
             if meta.get("node_type") != "array":
                 continue
             out[child.name] = (tuple(int(d) for d in meta["shape"]), np.dtype(_zarr_dtype(meta["data_type"])))
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, ValueError, OSError, json.JSONDecodeError) as e:
             raise IntegrityError(f"task {task_index}, array {child.name}: unreadable array metadata ({e})") from e
     return out
 

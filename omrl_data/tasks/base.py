@@ -75,8 +75,7 @@ class TaskFamily(abc.ABC):
         from omrl_data.tasks.splits import make_split
 
         n = check_count(n, self.name, self.max_tasks)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise BadInput(f"seed must be an integer, got {seed!r}")
+        seed = check_seed(seed)
         if grid:
             raw = self.grid_params(n)
             if raw is None:
@@ -121,13 +120,25 @@ class TaskFamily(abc.ABC):
 # ---- parameter checking shared by the families -------------------------------------------------
 
 
+MAX_TASKS = 100_000  # a task table larger than this is a typo, not a plan (and would not fit in memory)
+
+
 def check_count(n: Any, family: str, max_tasks: int | None = None) -> int:
-    """``n`` as a positive int (at most ``max_tasks``), else BadInput."""
+    """``n`` as a positive int (at most ``max_tasks``, and at most MAX_TASKS), else BadInput."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise BadInput(f"number of tasks must be a positive integer, got {n!r}")
     if max_tasks is not None and n > max_tasks:
         raise BadInput(f"{family} has exactly {max_tasks} tasks; asked for {n} (accepted: 1..{max_tasks})")
+    if n > MAX_TASKS:
+        raise BadInput(f"{n} tasks is more than omrl handles ({MAX_TASKS:,} at most); ask for fewer tasks")
     return int(n)
+
+
+def check_seed(seed: Any, what: str = "seed") -> int:
+    """``seed`` as an int in 0..2**63-1 (what numpy, torch and Gymnasium all accept), else BadInput."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+        raise BadInput(f"{what} must be an integer from 0 to 2**63-1, got {seed!r}")
+    return int(seed)
 
 
 def check_keys(params: Any, family: str, names: Sequence[str]) -> dict[str, Any]:

@@ -38,6 +38,9 @@ def print_eval(result: dict[str, Any], title: str = "returns on held-out tasks")
     has_random = "random" in result["mean"]
     if has_random:
         table.add_column("random policy", justify="right")
+    has_still = any(row.get("stand_still") is not None for row in result["tasks"])
+    if has_still:
+        table.add_column("standing still", justify="right")
     # (R - stand still) / (expert tier - stand still), when the evaluation reports it (eval.json "normalised")
     has_norm = any(isinstance(row.get("normalised"), dict) for row in result["tasks"])
     if has_norm:
@@ -50,6 +53,8 @@ def print_eval(result: dict[str, Any], title: str = "returns on held-out tasks")
         cells = [str(row["task"]), params, f"{row['before']:.2f}", f"{row['after']:.2f}"]
         if has_random:
             cells.append(f"{row['random']:.2f}")
+        if has_still:
+            cells.append("" if row.get("stand_still") is None else f"{row['stand_still']:.2f}")
         if has_norm:
             cells.append(_norm_cell(row.get("normalised")))
         cells += [f"{row['online'][s]:.2f}" for s in online]
@@ -58,6 +63,8 @@ def print_eval(result: dict[str, Any], title: str = "returns on held-out tasks")
     cells = ["mean", "", f"{m['before']:.2f}", f"{m['after']:.2f}"]
     if has_random:
         cells.append(f"{m['random']:.2f}")
+    if has_still:
+        cells.append("" if m.get("stand_still") is None else f"{m['stand_still']:.2f}")
     if has_norm:
         cells.append(_norm_cell(m.get("normalised")))
     cells += [f"{m['online'][s]:.2f}" for s in online]

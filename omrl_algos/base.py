@@ -160,7 +160,10 @@ class MetaAlgorithm(nn.Module):
     def value_targets(self) -> ValueTargets:
         """The algorithm's value-target component (reward scale and bootstrap of its config)."""
         c = self.config
-        return ValueTargets(float(getattr(c, "reward_scale", 1.0)), bool(getattr(c, "bootstrap", True)))
+        # reward_scale 0 means "auto": the training loop resolves it from the dataset before the
+        # algorithm is built; an algorithm built directly (library use, tests) falls back to 1.
+        scale = float(getattr(c, "reward_scale", 1.0)) or 1.0
+        return ValueTargets(scale, bool(getattr(c, "bootstrap", True)))
 
     def online_value_loss(self, agent: Agent, value_params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Value loss of online fine-tuning on flat rows ``{field: [N, ...]}``: regression on the

@@ -1,17 +1,20 @@
-"""The main job (``omrl-train demo``, ``make demo``): the whole story in about ten minutes.
+"""The main job (``omrl-train demo``, ``make demo``): the whole story in a few minutes.
 
-1. Collect a small cheetah_vel dataset (task-conditioned shared SAC over the MACAW velocity grid,
-   every ``every``-th task held out, so each test velocity lies inside the training range), or
-   reuse the one collected with the same recipe, or resume its unfinished collection.
-2. Train MACAW on the training tasks (a smaller network and batch than the paper so that it fits
-   the budget on a 2-core CPU), evaluating on the held-out tasks as it goes.
+1. Pull the embedded dataset (``embedded/``: a slice of a cheetah_vel collection on the MACAW
+   velocity grid, held-out velocities inside the training range; every file checked against its
+   manifest) into the catalog, or reuse it there. Without the embedded folder, collect
+   :func:`demo_collect_config` (or reuse / resume a collection of that recipe).
+2. Train MACAW on the training tasks (a smaller network and batch than the paper, the small
+   budget's outer lrs; everything else is ``omrl-train macaw``'s default), evaluating on the
+   held-out tasks as it goes.
 3. Report, per held-out task: the return before adaptation, after adaptation on 256 offline
-   transitions of that task, and of a uniform random policy (and the normalised score when the
-   evaluation reports it); save the learning curve.
+   transitions of that task, of a uniform random policy and of standing still, raw and
+   normalised; save the learning curve.
 
-The recipe and the training settings are the two definitions right below (:func:`demo_collect_config`
-and :data:`DEMO_TRAINING`); change the demo there. Every setting is resolved and checked before
-the collection starts, so ``--steps 0`` or ``--set nosuch=1`` fail in a second.
+The data and the training settings are the definitions right below (:data:`EMBEDDED_ID`,
+:func:`demo_collect_config`, :data:`DEMO_TRAINING`); change the demo there. Every setting is
+resolved and checked before any data is touched, so ``--steps 0`` or ``--set nosuch=1`` fail in
+a second.
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ def demo_collect_config() -> Any:
 # MACAW settings of the main job (everything not named here is omrl-train's default; only the
 # network size, batch sizes and outer lrs differ, as the fidelity protocol's small budget).
 DEMO_TRAINING = [
-    "train.steps=1500",
+    "train.steps=2000",
     "train.eval_every=500",
     "train.checkpoint_every=0",
     "train.log_every=10",

@@ -221,7 +221,24 @@ def _tiny_demo(monkeypatch):
     monkeypatch.setattr(demo, "DEMO_TRAINING", [
         "train.steps=3", "train.eval_every=0", "train.checkpoint_every=0", "eval.episodes=1", "eval.adapt_batch=32",
         "algo.width=8", "algo.latent_dim=4", "algo.support_size=16", "algo.query_size=16"])
+    monkeypatch.setattr(demo, "EMBEDDED_REMOTE", demo.EMBEDDED_REMOTE.parent / "no-embedded-dataset-here")  # the collect path
     return demo
+
+
+def test_demo_pulls_the_embedded_dataset_verified_then_reuses_it(omrl_home):
+    from omrl_data.dataset import load
+    from omrl_studies import demo
+
+    first = demo.embedded_dataset()
+    assert first is not None and (first.dataset_id, first.action) == (demo.EMBEDDED_ID, "pulled")
+    assert demo.embedded_dataset().action == "reused"
+    ds = load(demo.EMBEDDED_ID)
+    assert ds.family == "cheetah_vel" if hasattr(ds, "family") else True
+    refs = ds.metadata["references"]  # stored, so every user scores against the same references
+    tests = [int(t) for t in ds.tasks.indices("test")]
+    assert tests and all(refs["informative"][t] for t in tests)
+    # The recipe it was sliced from is the demo's collection recipe.
+    assert ds.metadata["collection"]["split_args"] == demo.demo_collect_config().split_args
 
 
 def test_demo_rejects_bad_settings_before_collecting(monkeypatch, omrl_home, tmp_path):
@@ -269,7 +286,10 @@ def test_ctrl_c_prints_a_command_that_continues(monkeypatch, omrl_home, tmp_path
     def interrupted(config, root=None, console=None, progress=True):
         raise CollectionInterrupted(f"omrl/{config.family}/{config.dataset_name()}-v1", "omrl-data collect ... --resume")
 
+    from omrl_studies import demo
+
     monkeypatch.setattr(datasets, "ensure_dataset", interrupted)
+    monkeypatch.setattr(demo, "EMBEDDED_REMOTE", tmp_path / "no-embedded-dataset")  # the collect path
     res = runner.invoke(train_app, ["demo", "--out", str(tmp_path / "run"), "--steps", "50"])
     assert res.exit_code == 130, res.output
     assert f"omrl-train demo --out {tmp_path / 'run'} --steps 50" in res.output

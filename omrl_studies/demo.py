@@ -61,8 +61,8 @@ def demo_collect_config() -> Any:
 # MACAW settings of the main job (everything not named here is omrl-train's default; only the
 # network size, batch sizes and outer lrs differ, as the fidelity protocol's small budget).
 DEMO_TRAINING = [
-    "train.steps=2000",
-    "train.eval_every=500",
+    "train.steps=4000",  # measured: 2,000 gave 0.47 / 0.51 normalised (seeds 0 / 1), 4,000 gave 0.53 / 0.66
+    "train.eval_every=1000",
     "train.checkpoint_every=0",
     "train.log_every=10",
     "eval.episodes=3",

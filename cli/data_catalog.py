@@ -139,16 +139,14 @@ def info_cmd(
 def _references(folder: Path, meta: dict):
     """``(references, note)``: the stored ones, else computed now in memory (note says so), else
     None with the reason (e.g. task parameters this family cannot build)."""
-    from omrl_data.errors import OmrlError
-    from omrl_data.references import compute_references_of_folder
+    from omrl_data.references import references_for_display
 
-    if meta.get("references") is not None:
-        parent = meta["references"].get("from_parent")
-        return meta["references"], "stored in the metadata" + (f" (those of its parent {parent}, re-indexed)" if parent else "")
-    try:
-        return compute_references_of_folder(folder, meta), "computed now, not stored (`omrl-data references ID` stores them)"
-    except OmrlError as e:
-        return None, f"cannot be computed: {e}"
+    refs, how, detail = references_for_display(folder, meta)
+    if how == "stored":
+        return refs, "stored in the metadata" + (f" (those of its parent {detail}, re-indexed)" if detail else "")
+    if how == "computed":
+        return refs, "computed now, not stored (`omrl-data references ID` stores them)"
+    return None, f"cannot be computed: {detail}"
 
 
 def _print_references(refs, note: str, dataset_id: str) -> None:

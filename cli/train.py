@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from cli.common import console, user_errors
+from omrl_studies.results import short_value
 
 app = typer.Typer(name="omrl-train", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Train offline meta-RL algorithms on omrl datasets.")
@@ -49,7 +50,7 @@ def print_eval(result: dict[str, Any], title: str = "returns on held-out tasks")
     for s in online:
         table.add_column(f"online {s} steps", justify="right")
     for row in result["tasks"]:
-        params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
+        params = ", ".join(f"{k}={short_value(v)}" for k, v in row["params"].items())
         cells = [str(row["task"]), params, f"{row['before']:.2f}", f"{row['after']:.2f}"]
         if has_random:
             cells.append(f"{row['random']:.2f}")
@@ -83,12 +84,6 @@ def _norm_cell(norm: Any) -> str:
     return f"{f(norm.get('after'))} ({f(norm.get('before'))})"
 
 
-def _short(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    if isinstance(v, list):
-        return "[" + ", ".join(_short(x) for x in v) + "]"
-    return str(v)
 
 
 def _make_train_command(name: str) -> None:

@@ -505,16 +505,14 @@ def _gamma_note(fam: Any, gamma: Any) -> str:
 
 def _card_references(folder: Path, meta: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """The version's references (stored, else computed now) and where they come from."""
-    from omrl_data.errors import OmrlError
-    from omrl_data.references import compute_references_of_folder
+    from omrl_data.references import references_for_display
 
-    if meta.get("references") is not None:
-        parent = meta["references"].get("from_parent")
-        return meta["references"], "stored in the dataset metadata" + (f"; those of its parent `{parent}`, re-indexed to its tasks" if parent else "")
-    try:
-        return compute_references_of_folder(folder, meta), "computed for this card; `omrl-data references ID` stores them"
-    except OmrlError as e:
-        return None, f"could not be computed ({e})"
+    refs, how, detail = references_for_display(folder, meta)
+    if how == "stored":
+        return refs, "stored in the dataset metadata" + (f"; those of its parent `{detail}`, re-indexed to its tasks" if detail else "")
+    if how == "computed":
+        return refs, "computed for this card; `omrl-data references ID` stores them"
+    return None, f"could not be computed ({detail})"
 
 
 def _uninformative_sentence(refs: dict[str, Any]) -> str | None:

@@ -480,3 +480,17 @@ __all__ = [
     "uninformative_sentence",
     "uninformative_tasks",
 ]
+
+
+def references_for_display(folder: Any, meta: dict[str, Any]) -> tuple[dict[str, Any] | None, str, str | None]:
+    """``(references, how, detail)`` of a version for `info` and the card: ``how`` is "stored"
+    (``detail``: the parent id when they are a parent's, re-indexed), "computed" (now, in memory)
+    or "unavailable" (``detail``: why, e.g. task parameters this family cannot build)."""
+    from omrl_data.errors import OmrlError
+
+    if meta.get("references") is not None:
+        return meta["references"], "stored", meta["references"].get("from_parent")
+    try:
+        return compute_references_of_folder(folder, meta), "computed", None
+    except OmrlError as e:
+        return None, "unavailable", str(e)

@@ -232,7 +232,7 @@ def markdown(doc: dict[str, Any]) -> str:
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in doc["rows"]:
         for t in r["tasks"]:
-            params = ", ".join(f"{k}={_short(v)}" for k, v in (t.get("params") or {}).items())
+            params = ", ".join(f"{k}={short_value(v)}" for k, v in (t.get("params") or {}).items())
             lines.append(
                 f"| {r['family']} | {r['algorithm']} | {t['task']} | {params} | {_f(t['normalised_after'])} | {_f(t['normalised_before'])} "
                 f"| {_f(t['after'], 1)} | {_f(t['before'], 1)} | {_f(t.get('random'), 1)} | {_f(t.get('stand_still'), 1)} | {_f(t.get('expert'), 1)} "
@@ -251,11 +251,12 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _short(v: Any) -> str:
+def short_value(v: Any) -> str:
+    """A task parameter for a table cell: floats to 3 significant digits, lists element-wise."""
     if isinstance(v, float):
         return f"{v:.3g}"
     if isinstance(v, list):
-        return "[" + ", ".join(_short(x) for x in v) + "]"
+        return "[" + ", ".join(short_value(x) for x in v) + "]"
     return str(v)
 
 

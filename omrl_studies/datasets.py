@@ -8,11 +8,8 @@
    is resumed;
 3. else a new version is collected.
 
-TODO(refs): :func:`same_recipe` and the body of :func:`find_dataset` are local stand-ins for the
-finished-version lookup that branch ``refs`` adds as ``omrl_data.collection.same_recipe`` /
-``find_dataset`` (same semantics: execution and runtime fields ignored, the shard layout kept in
-shared mode). :func:`find_dataset` already calls the library's when it is importable; once refs is
-merged, delete the stand-ins (``recipe_of`` stays: :func:`find_unfinished` needs it).
+The lookup itself is the library's (``omrl_data.collection.same_recipe`` / ``find_dataset``);
+:func:`recipe_of` stays here for :func:`find_unfinished` and the study's plan.
 """
 from __future__ import annotations
 
@@ -58,30 +55,19 @@ def recipe_of(config: Any) -> dict[str, Any]:
 
 
 def same_recipe(stored: dict[str, Any], config: Any) -> bool:
-    """Whether a stored ``metadata["collection"]`` describes the same data as ``config``."""
-    try:
-        return recipe_of(stored) == recipe_of(config)
-    except (TypeError, ValueError, KeyError):  # an older or foreign metadata layout: not the same
-        return False
+    """Whether a stored ``metadata["collection"]`` describes the same data as ``config``
+    (the library's rule, :func:`omrl_data.collection.same_recipe`)."""
+    from omrl_data.collection import same_recipe as library_same_recipe
+
+    return library_same_recipe(config, {"collection": stored, "family": config.family})
 
 
 def find_dataset(config: Any, root: Any = None) -> str | None:
-    """The id of the newest complete version of ``config``'s family/name with the same recipe."""
-    try:  # branch refs: the library's lookup
-        from omrl_data.collection import find_dataset as library_find_dataset  # type: ignore[attr-defined]
-    except ImportError:
-        library_find_dataset = None
-    if library_find_dataset is not None:
-        return library_find_dataset(config, root, any_name=True)  # the same recipe under another name is the same data
-    from omrl_data.store import catalog
+    """The id of the newest complete version with ``config``'s recipe, under any name of the family
+    (the same recipe under another name is the same data)."""
+    from omrl_data.collection import find_dataset as library_find_dataset
 
-    name = config.dataset_name()
-    for version in reversed(catalog.versions(config.family, name, root)):
-        folder = catalog.resolve(f"omrl/{config.family}/{name}-v{version}", root)
-        meta = catalog.read_metadata(folder, missing_ok=True) or {}
-        if same_recipe(meta.get("collection") or {}, config):
-            return catalog.dataset_id_of(folder)
-    return None
+    return library_find_dataset(config, root, any_name=True)
 
 
 def find_unfinished(config: Any, root: Any = None) -> str | None:

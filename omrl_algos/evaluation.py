@@ -58,10 +58,11 @@ def rollout(env: Any, act: Callable[[np.ndarray], np.ndarray], seed: int) -> dic
 
 
 def normalised(ret: float, stand_still: float | None, expert: float | None) -> float | None:
-    """``(R - R_stand_still) / (R_expert - R_stand_still)``; None without a usable reference."""
-    if stand_still is None or expert is None or not np.isfinite(expert - stand_still) or abs(expert - stand_still) < 1e-9:
-        return None
-    return float((ret - stand_still) / (expert - stand_still))
+    """``omrl_data.references.normalised_score``, with None (JSON null) where it is undefined."""
+    from omrl_data.references import normalised_score
+
+    score = normalised_score(ret, stand_still, expert)
+    return None if np.isnan(score) else float(score)
 
 
 def agent_actor(agent: Agent, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:

@@ -16,13 +16,20 @@ from typing import Sequence
 import torch
 
 
-def agreement_weights(grads: torch.Tensor | Sequence[torch.Tensor], eps: float = 1e-12) -> torch.Tensor:
+def agreement_weights(grads: torch.Tensor | Sequence[torch.Tensor], eps: float = 1e-12, normalise: bool = False) -> torch.Tensor:
     """Task weights from per-task gradients: ``[T, D]`` (or a list of ``[T, ...]``) ``-> [T]``.
+
+    normalise: use the cosines ``g_i . g_j / (|g_i| |g_j|)`` instead of the dot products, so a
+    task's weight depends on how its direction agrees with the others', not on its norm (with
+    two tasks the weights are then always 1/2 each, whatever their agreement).
 
     If every product is zero (all gradients zero, or orthogonal with a zero sum) the
     denominator vanishes; then the plain average ``1 / T`` is returned.
     """
     g = gram(grads).to(torch.float64)
+    if normalise:
+        norms = g.diagonal().clamp_min(0).sqrt()
+        g = g / (norms[:, None] * norms[None, :]).clamp_min(eps)
     agreement = g.sum(1)  # [T]: sum_j g_i . g_j
     total = agreement.abs().sum()
     n_tasks = g.shape[0]

@@ -59,7 +59,7 @@ from omrl_algos import losses
 from omrl_algos.agreement import agreement_weights, weighted_sum
 from omrl_algos.evolving import NOISE_TYPES, PATHS, draw_noise, evolve, weight_entropy
 from omrl_algos.macaw import Macaw, MacawConfig
-from omrl_algos.meta import call, detached, grad_norm, map_tasks, task_tensors
+from omrl_algos.meta import call, detached, grad_norm, map_tasks, raw_lr, task_tensors
 from omrl_data.errors import BadInput
 
 # Parts of meta_params() that the policy's outer loss reaches (the rest belongs to the value).
@@ -79,6 +79,8 @@ class MacegaConfig(MacawConfig):
     evolving_paths: str = "both"  # meta-gradient through copies' values and weights (both) or only the weights (weights; EvoGrad's strict form)
     no_evolving_gradient: bool = False  # ablation "No EG": phi* = phi', theta* = theta' (plain first-order SGD meta-gradient)
     no_gradient_agreement: bool = False  # ablation "No GA": average the policy meta-gradients instead of agreement weights
+    policy_inner_lr_init: float = 0.0  # initial inner lr of the policy (and advantage head); 0 = inner_lr_init. First-order inner steps need a larger policy step to adapt
+    agreement_normalise: bool = False  # agreement from the cosines of the task vectors instead of their dot products (a task's weight no longer grows with its vector's norm)
     agreement_vectors: str = "inner"  # the g_i of the agreement weights: inner (each task's inner policy update theta' - theta, as Eshratifar et al.) | outer (the per-task policy meta-gradients); paper 000 does not say which
 
 
@@ -98,6 +100,10 @@ class Macega(Macaw):
         if config.perturbations < 1 or config.tau <= 0 or config.sigma < 0:
             raise BadInput(f"need algo.perturbations >= 1, algo.tau > 0 and algo.sigma >= 0; got {config.perturbations}, {config.tau}, {config.sigma}")
         super().__init__(config, obs_dim, act_dim, device)
+        if config.policy_inner_lr_init > 0:
+            with torch.no_grad():  # in place: the optimizer already holds these parameters
+                for p in self.policy_lrs.parameters():
+                    p.fill_(raw_lr(config.policy_inner_lr_init))
         # Own generator for the perturbations (never the global RNG); seeded from the global
         # RNG, which the training loop seeds, and saved in state_dict (get_extra_state).
         self.noise_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
@@ -182,7 +188,7 @@ class Macega(Macaw):
             weights = torch.full((n_tasks,), 1.0 / n_tasks, device=self.device)
         else:
             vectors = out.pop("inner_update") if c.agreement_vectors == "inner" else grads["policy"]
-            weights = agreement_weights(list(vectors.values()))
+            weights = agreement_weights(list(vectors.values()), normalise=c.agreement_normalise)
         out.pop("inner_update", None)
         live = self.meta_params()
         self.optimizer.zero_grad(set_to_none=True)

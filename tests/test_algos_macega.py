@@ -55,6 +55,22 @@ def test_agreement_weights_of_equal_gradients_are_the_average():
     torch.testing.assert_close(agreement_weights(torch.zeros(2, 3)), torch.full((2,), 0.5))
 
 
+def test_normalised_agreement_uses_cosines_not_norms():
+    # Two opposing tasks, one with a 3x larger update: dot products give the small one a
+    # negative weight (its meta-gradient is pushed the wrong way), cosines give each 1/2.
+    g = torch.tensor([[3.0, 0.0], [-1.0, 0.5]])
+    raw = agreement_weights(g)
+    assert raw[1] < 0 < raw[0]
+    torch.testing.assert_close(agreement_weights(g, normalise=True), torch.tensor([0.5, 0.5]))
+    # By hand for three tasks: unit vectors u_i, w_i = sum_j u_i . u_j / sum_k |sum_j u_k . u_j|.
+    g = torch.tensor([[2.0, 0.0], [0.0, 5.0], [-1.0, -1.0]])
+    u = g / g.norm(dim=1, keepdim=True)
+    a = (u @ u.T).sum(1)
+    torch.testing.assert_close(agreement_weights(g, normalise=True), a / a.abs().sum())
+    # Scaling one task's vector changes nothing.
+    torch.testing.assert_close(agreement_weights(g * torch.tensor([[10.0], [1.0], [0.1]]), normalise=True), a / a.abs().sum())
+
+
 # ---------------------------------------------------------------------------- evolving update
 def test_evolve_weights_are_a_softmax_of_negative_losses():
     params = {"w": torch.tensor([1.0, -1.0])}

@@ -25,7 +25,7 @@ from omrl_data.tasks.table import TaskTable
 PLAN_VERSION = 1
 # Settings that change how the work runs but not what is collected: a resumed run may change them.
 # (In shared mode the shards are part of the saved plan, so --workers only changes parallelism.)
-EXECUTION_FIELDS = ("workers", "backend", "ray_address", "device")
+EXECUTION_FIELDS = ("workers", "backend", "ray_address", "device", "chunk_seconds")
 DISK_MARGIN = 1.1  # ask for 10% more free space than the estimate
 MIN_FREE_BYTES = 64 * 2**20  # and never start on a nearly full disk
 
@@ -118,6 +118,9 @@ def validate(config: CollectConfig):
             check_ray_address(config.ray_address)
         elif os.environ.get("RAY_ADDRESS"):  # Ray's own convention for "connect to this cluster"
             check_ray_address(os.environ["RAY_ADDRESS"])
+    chunk = config.chunk_seconds
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, float)) or not 0 <= chunk < math.inf:
+        raise BadInput(f"--chunk-seconds must be a number of seconds >= 0, got {chunk!r}")
     device = str(config.device)
     if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
         raise BadInput(f"--device must be cpu, cuda or cuda:<n>, got {device!r}")
@@ -304,6 +307,7 @@ def resume_command(config: CollectConfig, root: Path | None) -> str:
         "backend": "--backend",
         "ray_address": "--ray-address",
         "device": "--device",
+        "chunk_seconds": "--chunk-seconds",
     }
     if config.grid:
         parts.append("--grid")

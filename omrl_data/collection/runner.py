@@ -97,7 +97,7 @@ def collect(
                 staged.save_plan(plan.to_dict())
             done = staged.done_tasks() & set(range(plan.n_tasks))
             remaining = 1 - len(done) / plan.n_tasks
-            planning.check_root(root_path, int(plan.est_bytes * remaining))
+            planning.check_root(root_path, int(plan.est_bytes * remaining) + plan.work_bytes)
             rest = [u for u in plan.units if not set(u) <= done]
             if rest and (calibrate if calibrate is not None else (progress or confirm is not None)):
                 plan.est_seconds = estimate_seconds(dataclasses.replace(plan, units=rest), console if progress else None)
@@ -110,7 +110,7 @@ def collect(
             raise
         return _run(staged, plan, done, progress, console, resume_cmd)
 
-    planning.check_root(root_path, request.est_bytes)
+    planning.check_root(root_path, request.est_bytes + request.work_bytes)
     _refuse_if_running(root_path, family, name, resume_cmd)
     if calibrate if calibrate is not None else (progress or confirm is not None):
         request.est_seconds = estimate_seconds(request, console if progress else None)

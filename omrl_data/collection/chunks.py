@@ -26,6 +26,7 @@ with ``weights_only=True``, the rest JSON.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -232,7 +233,11 @@ class Chunks:
                 meta, arrays, learner = state
                 (tmp / STATE_JSON).write_text(json.dumps(meta, default=_plain))
                 np.savez(tmp / STATE_ARRAYS, **arrays)
-                torch.save(learner, tmp / LEARNER_FILE)
+                # Serialised in memory, then written as plain bytes: a full disk is an OSError
+                # (ENOSPC, one line for the user), not one of torch's RuntimeErrors.
+                data = io.BytesIO()
+                torch.save(learner, data)
+                (tmp / LEARNER_FILE).write_bytes(data.getbuffer())
             (tmp / CHUNK_META).write_text(json.dumps(info))
             for p in tmp.iterdir():
                 _fsync_file(p)
@@ -298,6 +303,19 @@ def _task_payload(stream: dict[str, np.ndarray], rollouts: list[tuple[int, dict[
     out = {f"stream__{name}": v for name, v in stream.items()}
     for step, rows in rollouts:
         out.update({f"rollout_{int(step):08d}__{name}": v for name, v in rows.items()})
+    return out
+
+
+def saved_steps(work_dir: Path) -> list[int]:
+    """The env steps per task each learner under ``work_dir`` has committed (for messages)."""
+    out = []
+    for folder in sorted(Path(work_dir).glob("learner_*")):
+        numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _CHUNK_RE.match(p.name))] if folder.is_dir() else []
+        if numbers:
+            try:
+                out.append(int(json.loads((folder / f"chunk_{max(numbers):06d}" / CHUNK_META).read_text())["done"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
     return out
 
 

@@ -213,7 +213,12 @@ def _collect_sac(config, family, tasks, steps, out_dir, report, shared: bool, wo
     store = _open_chunks(config, work_dir, shard_tasks, steps, label)
     last = _last_chunk(store, label)
     if last is not None and last["final"]:  # it had finished; only writing its tasks was cut short
-        return _write_tasks(config, family, store, indices, steps, out_dir, report, start, int(last["done"]), {})
+        try:
+            return _write_tasks(config, family, store, indices, steps, out_dir, report, start, int(last["done"]), {})
+        except chunk_store.ChunkError as e:
+            _say(f"{label}: the saved learner progress cannot continue ({e}); starting it over")
+            store.reset()
+            last = None
     if shard_tasks != indices:  # part of the shard is written but its learner had not finished
         store.remove()
         store = _open_chunks(config, work_dir, indices, steps, label)

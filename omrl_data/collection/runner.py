@@ -157,8 +157,12 @@ def _refuse_if_running(root: Path, family: str, name: str, resume_cmd: str = "")
         folder = parent / f"{name}-v{v}"
         tasks = zarr_io.data_root(folder / writer.DATASET_SUBDIR) / "tasks"
         done = sum(1 for p in tasks.iterdir() if p.name.isdigit()) if tasks.is_dir() else 0
+        from omrl_data.collection.chunks import saved_steps
+
+        steps = saved_steps(folder / writer.WORK_SUBDIR)
+        learners = f", learners saved at step {', '.join(map(str, steps))}" if steps else ""
         raise BadInput(
-            f"an unfinished collection omrl/{family}/{name}-v{v} exists ({done} task(s) written, interrupted); "
+            f"an unfinished collection omrl/{family}/{name}-v{v} exists ({done} task(s) written{learners}, interrupted); "
             f"continue it with: {resume_cmd or '--resume'}  or discard it with: rm -r {folder}  (or choose another --name)"
         )
 

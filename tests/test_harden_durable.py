@@ -324,3 +324,31 @@ def test_an_episode_in_progress_is_restored_exactly(family):
         assert got[1:4] == want[1:4]
         if want[2] or want[3]:
             np.testing.assert_array_equal(copy.reset()[0], original.reset()[0])
+
+
+def test_no_chunk_or_checkpoint_is_written_once_the_write_guard_refuses(tmp_path):
+    """Item 17 for the learner's own writes: a worker whose driver is gone (the guard raises)
+    commits no chunk and no checkpoint policy, and leaves no temporary behind."""
+    from omrl_data.collection import policies
+
+    class Gone(Exception):
+        pass
+
+    def refuse():
+        raise Gone
+
+    store = chunk_store.Chunks(tmp_path / "learner", [0], {"x": 1})
+    rows = {"rewards": np.zeros(3, np.float32)}
+    store.commit(3, {0: rows}, {})  # the guard is not set: committed
+    zarr_io.set_write_guard(refuse)
+    try:
+        with pytest.raises(Gone):
+            store.commit(6, {0: rows}, {})
+        with pytest.raises(Gone):
+            policies.write_checkpoint(tmp_path / "policies", 100, {"w": np.zeros(2)}, {"format": "x"})
+    finally:
+        zarr_io.set_write_guard(None)
+    assert sorted(p.name for p in (tmp_path / "learner").iterdir()) == ["chunk_000001", chunk_store.LEARNER_META]
+    assert list((tmp_path / "policies").iterdir()) == []
+    assert chunk_store.Chunks(tmp_path / "learner", [0], {"x": 1}).count == 1
+    assert chunk_store.Chunks(tmp_path / "learner", [0], {"x": 2}).count == 0  # other settings: not continued

@@ -167,6 +167,8 @@ def test_sigkill_of_a_shared_collection_loses_at_most_one_chunk_and_resumes_exac
     assert [c["chunk"] for c in chunks] == list(range(1, len(chunks) + 1))  # one learner, contiguous
     assert not last["final"] and 0 < last["done"] < steps, last
     assert not (staging / "dataset" / "data.zarr" / "tasks" / "0000").exists()
+    again = subprocess.run(_cli("collect", *args), capture_output=True, text=True, timeout=120, env=env)  # no --resume
+    assert again.returncode == 2 and f"learners saved at step {last['done']}" in again.stdout + again.stderr, again
 
     final = subprocess.run(_cli("collect", *args, "--resume"), capture_output=True, text=True, timeout=300, env=env)
     assert final.returncode == 0, final.stderr

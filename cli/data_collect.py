@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("local", "--backend", help="local processes | ray tasks."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Existing Ray cluster (default: start a local Ray runtime)."),
         device: str = typer.Option("cpu", "--device", help="Torch device of the SAC learners: cpu | cuda."),
+        chunk_seconds: float = typer.Option(120.0, "--chunk-seconds", help="SAC learners save their progress this often; a kill loses at most this much (resume continues from it)."),
         root: Optional[Path] = typer.Option(None, "--root", help="Catalog root (default: $OMRL_HOME, else ~/.omrl)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished collection of this family/name."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Start without asking (asked only on a terminal)."),
@@ -109,7 +110,7 @@ def register(app: typer.Typer) -> None:
             family=family, tasks=tasks, seed=seed, grid=grid, split=split, split_args=split_args, name=name,
             steps_per_task=steps_per_task, mode=mode, checkpoint_every=checkpoint_every,
             checkpoint_rollouts=checkpoint_rollouts, gamma=gamma, workers=default_workers() if workers is None else workers, backend=backend,
-            ray_address=ray_address, device=device, sac=_sac(sac),
+            ray_address=ray_address, device=device, chunk_seconds=chunk_seconds, sac=_sac(sac),
         )
         ask = not yes and sys.stdin.isatty() and sys.stdout.isatty()
         confirm = (lambda plan: typer.confirm("start the collection?", default=True)) if ask else None

@@ -96,3 +96,12 @@ def test_card_hub_folder_has_readme_and_plot(synthetic_dataset, tmp_path):
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "hub").iterdir()) == ["README.md", "learning_progress.png"]
     assert "learning_progress.png" in (tmp_path / "hub" / "README.md").read_text()
+
+
+def test_the_readme_stays_a_newcomers_page_and_links_every_doc():
+    """Item 26: the README is the short tour (it was 996 lines); reference material lives in docs/,
+    and every page there is linked from it (test_docs_commands checks their commands)."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) < 300
+    for page in sorted((REPO / "docs").glob("*.md")):
+        assert f"docs/{page.name}" in readme, page.name

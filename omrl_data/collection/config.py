@@ -54,6 +54,7 @@ class CollectConfig:
     backend: str = "local"  # local processes or ray tasks
     ray_address: str | None = None  # existing Ray cluster; None starts a local Ray runtime
     device: str = "cpu"  # torch device of the SAC learners
+    chunk_seconds: float = 120.0  # SAC learners commit their progress this often (a kill loses at most this much)
     sac: SacConfig = field(default_factory=SacConfig)  # learner hyperparameters
 
     def __post_init__(self) -> None:

@@ -51,6 +51,9 @@ def plan_table(plan: CollectionPlan, dataset_id: str | None = None, done: set[in
         t.add_row("resume", f"{len(done)} of {plan.n_tasks} tasks already complete (kept as they are)")
     t.add_row("est. time", human_seconds(plan.est_seconds) + ("" if plan.est_seconds is None else " (from a calibration run)"))
     t.add_row("est. size", f"{human_bytes(plan.est_bytes)} uncompressed (stored compressed)")
+    if plan.work_bytes:
+        t.add_row("scratch", f"up to {human_bytes(plan.work_bytes)} while learning (progress saved every "
+                  f"{human_seconds(plan.config.chunk_seconds)}; deleted as tasks are written)")
     return t
 
 

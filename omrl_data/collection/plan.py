@@ -25,7 +25,7 @@ from omrl_data.tasks.table import TaskTable
 PLAN_VERSION = 1
 # Settings that change how the work runs but not what is collected: a resumed run may change them.
 # (In shared mode the shards are part of the saved plan, so --workers only changes parallelism.)
-EXECUTION_FIELDS = ("workers", "backend", "ray_address", "device")
+EXECUTION_FIELDS = ("workers", "backend", "ray_address", "device", "chunk_seconds")
 DISK_MARGIN = 1.1  # ask for 10% more free space than the estimate
 MIN_FREE_BYTES = 64 * 2**20  # and never start on a nearly full disk
 
@@ -45,6 +45,7 @@ class CollectionPlan:
     est_bytes: int  # uncompressed size of all rows and checkpoint policies (an upper bound)
     horizon: int  # episode length of the family
     est_seconds: float | None = None  # wall time from the calibration run (None = not calibrated)
+    work_bytes: int = 0  # scratch space of the SAC learners' chunks at the peak (an upper bound)
 
     @property
     def n_tasks(self) -> int:
@@ -118,6 +119,9 @@ def validate(config: CollectConfig):
             check_ray_address(config.ray_address)
         elif os.environ.get("RAY_ADDRESS"):  # Ray's own convention for "connect to this cluster"
             check_ray_address(os.environ["RAY_ADDRESS"])
+    chunk = config.chunk_seconds
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, float)) or not 0 <= chunk < math.inf:
+        raise BadInput(f"--chunk-seconds must be a number of seconds >= 0, got {chunk!r}")
     device = str(config.device)
     if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
         raise BadInput(f"--device must be cpu, cuda or cuda:<n>, got {device!r}")
@@ -220,7 +224,32 @@ def make_plan(config: CollectConfig) -> CollectionPlan:
     actor = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
     policy_bytes = 4 * actor * checkpoints * (len(units) if config.mode == "shared" else len(tasks))
     est = rows * len(tasks) * bytes_per_row(family.obs_dim, family.act_dim) + policy_bytes
-    return CollectionPlan(config, tasks, units, rows, int(est), int(family.horizon))
+    work = work_bytes(config, family, tasks.features.shape[1], units, rows, actor)
+    return CollectionPlan(config, tasks, units, rows, int(est), int(family.horizon), work_bytes=int(work))
+
+
+def work_bytes(config: CollectConfig, family, n_features: int, units: list[list[int]], rows: int, actor_params: int) -> int:
+    """Scratch space of the SAC learners' chunks (``omrl_data.collection.chunks``) at the peak,
+    uncompressed: per learner its rows (stream and rollouts), the replay rows still in its buffer,
+    two learner states; every shard's learner at once in shared mode, ``workers`` one-task
+    learners in per-task mode (a learner's folder is deleted once its tasks are written)."""
+    if config.mode == "random":
+        return 0
+    steps = int(config.steps_per_task)
+    feats = n_features if config.mode == "shared" else 0
+    obs_in = family.obs_dim + feats
+    replay_row = 4 * (2 * obs_in + family.act_dim + 3)  # obs, next obs, action, reward, done, timeout
+    h = list(config.sac.net_arch)
+    q = sum((a + 1) * b for a, b in zip([obs_in + family.act_dim, *h], [*h, 1]))
+    # actor and two critics with their Adam moments, plus the two target critics
+    state = 2 * 4 * (3 * actor_params + 3 * 2 * q + 2 * q)
+
+    def learner(m: int) -> int:
+        return m * rows * bytes_per_row(family.obs_dim, family.act_dim) + min(config.sac.buffer_size, steps * m) * replay_row + state
+
+    if config.mode == "shared":
+        return sum(learner(len(u)) for u in units)
+    return min(config.workers, len(units)) * learner(1)
 
 
 def plan_from_saved(saved: dict[str, Any], request: CollectionPlan, dataset_id: str) -> CollectionPlan:
@@ -240,7 +269,8 @@ def plan_from_saved(saved: dict[str, Any], request: CollectionPlan, dataset_id: 
     config = CollectConfig.from_dict({**old, **{k: new[k] for k in EXECUTION_FIELDS}})
     tasks = TaskTable.from_dict(saved["tasks"])
     return CollectionPlan(
-        config, tasks, [list(u) for u in saved["units"]], request.rows_per_task, request.est_bytes, request.horizon
+        config, tasks, [list(u) for u in saved["units"]], request.rows_per_task, request.est_bytes, request.horizon,
+        work_bytes=request.work_bytes,
     )
 
 
@@ -304,6 +334,7 @@ def resume_command(config: CollectConfig, root: Path | None) -> str:
         "backend": "--backend",
         "ray_address": "--ray-address",
         "device": "--device",
+        "chunk_seconds": "--chunk-seconds",
     }
     if config.grid:
         parts.append("--grid")

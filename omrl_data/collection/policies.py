@@ -77,11 +77,25 @@ def actor_spec(actor, obs_dim: int, features: np.ndarray, action_low: np.ndarray
 
 
 def write_checkpoint(folder: Path, step: int, arrays: dict[str, np.ndarray], spec: dict[str, Any]) -> Path:
-    """Write ``step_XXXXXXXX.npz`` and ``.json`` into ``folder``; returns the ``.npz`` path."""
+    """Write ``step_XXXXXXXX.npz`` and ``.json`` into ``folder``; returns the ``.npz`` path.
+
+    Each file is written under a temporary name and renamed into place (a rerun after a kill
+    replaces it whole), unless this process's write guard says its collection is gone."""
+    from omrl_data.store import zarr_io
+
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / checkpoint_name(step)
-    np.savez(stem.with_suffix(".npz"), **arrays)
-    stem.with_suffix(".json").write_text(json.dumps(spec, indent=1))
+    tag = uuid.uuid4().hex[:8]
+    tmp_npz, tmp_json = folder / f".{stem.name}-{tag}.npz", folder / f".{stem.name}-{tag}.json"
+    try:
+        np.savez(tmp_npz, **arrays)
+        tmp_json.write_text(json.dumps(spec, indent=1))
+        zarr_io.check_write_guard()
+        os.replace(tmp_npz, stem.with_suffix(".npz"))
+        os.replace(tmp_json, stem.with_suffix(".json"))
+    finally:
+        tmp_npz.unlink(missing_ok=True)
+        tmp_json.unlink(missing_ok=True)
     return stem.with_suffix(".npz")
 
 
@@ -164,6 +178,17 @@ def publish(staging: Path, out_dir: str | Path, task_index: int) -> None:
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
+
+
+def publish_copy(staging: Path, out_dir: str | Path, task_index: int) -> None:
+    """Like :func:`publish`, but copies the checkpoints (``staging`` stays as it is)."""
+    if not staging.exists():
+        publish(staging, out_dir, task_index)
+        return
+    copy = staging_dir(out_dir, task_index)
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(staging, copy, ignore=shutil.ignore_patterns(".*"))
+    publish(copy, out_dir, task_index)
 
 
 def remove_stale(out_dir: str | Path, task_indices: list[int]) -> None:

@@ -5,7 +5,7 @@ describe how that run went, so comparing it whole with a new config never matche
 **recipe** is what decides the data: every config field except
 
 - execution fields (:data:`~omrl_data.collection.plan.EXECUTION_FIELDS`: ``workers``,
-  ``backend``, ``ray_address``, ``device``), which change how the work runs, not what is
+  ``backend``, ``ray_address``, ``device``, ``chunk_seconds``), which change how the work runs, not what is
   collected, and
 - the dataset ``name``, which only labels it,
 

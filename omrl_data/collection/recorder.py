@@ -22,8 +22,12 @@ class TransitionRecorder(gym.Wrapper):
 
     ``seed``: used for the first ``reset`` (instead of any seed the driver passes), so each
     task's env stream is reproducible whoever drives it. ``collect_step`` of a row is the number of steps
-    this recorder had recorded before it (the learner's env steps on this task), unless the
-    driver sets ``collect_step_override`` (checkpoint rollouts: the checkpoint's step).
+    this recorder had recorded before it since the last ``take`` (the learner's env steps on this
+    task), unless the driver sets ``collect_step_override`` (checkpoint rollouts: the checkpoint's step).
+
+    ``flush`` hands over the rows recorded so far without ending anything (a learner commits them
+    as a chunk); ``snapshot`` / ``restore`` carry the episode in progress into a fresh env: the env's
+    RNG state before the episode's reset plus the episode's actions so far, replayed on restore.
     """
 
     def __init__(self, env: gym.Env, seed: int | None = None, capacity: int = _GROW):
@@ -42,6 +46,9 @@ class TransitionRecorder(gym.Wrapper):
         self.collect_step_override: int | None = None
         self.episodes_done = 0
         self.last_cut = False  # whether the last `take` cut an episode short
+        self._offset = 0  # rows handed over by `flush` since the last `take`
+        self._episode_start: dict[str, Any] | None = None  # how the episode in progress was reset
+        self._episode_actions: list[np.ndarray] = []  # its actions so far, as passed to step
 
     def _alloc(self, cap: int) -> None:
         shapes = {
@@ -62,6 +69,13 @@ class TransitionRecorder(gym.Wrapper):
             # Our seed wins over a driver's (SB3 seeds vector envs by position in the vector), so a
             # task's env stream depends on the task, not on the shard it was collected in.
             seed, self._first_seed = self._first_seed, None
+        if seed is not None:
+            self._episode_start = {"seed": int(seed)}
+        else:
+            gen = getattr(self.env.unwrapped, "_np_random", None)
+            self._episode_start = {"rng": None if gen is None else gen.bit_generator.state}
+        self._episode_start["options"] = options
+        self._episode_actions = []
         obs, info = self.env.reset(seed=seed, options=options)
         self._obs = np.asarray(obs, dtype=np.float32).reshape(-1)
         self.t = 0
@@ -69,6 +83,7 @@ class TransitionRecorder(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self._episode_actions.append(np.array(action, copy=True))
         if self._n == self._cap:
             self._alloc(2 * self._cap)
         i, b = self._n, self._buf
@@ -81,7 +96,7 @@ class TransitionRecorder(gym.Wrapper):
         b["truncated"][i] = truncated
         b["episode_index"][i] = self.episode
         b["step_in_episode"][i] = self.t
-        b["collect_step"][i] = i if self.collect_step_override is None else self.collect_step_override
+        b["collect_step"][i] = self._offset + i if self.collect_step_override is None else self.collect_step_override
         self._n += 1
         self._obs = nxt
         self.t += 1
@@ -104,7 +119,78 @@ class TransitionRecorder(gym.Wrapper):
             self.episode += 1
             self.t = 0
         self._n = 0
+        self._offset = 0
         return rows
+
+    def flush(self) -> dict[str, np.ndarray]:
+        """The rows recorded since the last ``flush``/``take`` (copies); the recording goes on
+        (an episode in progress continues, ``collect_step`` keeps counting)."""
+        rows = {k: v[: self._n].copy() for k, v in self._buf.items()}
+        self._offset += self._n
+        self._n = 0
+        return rows
+
+    def snapshot(self) -> dict[str, Any]:
+        """What :meth:`restore` needs to continue this recording in a fresh env (JSON-able except
+        ``actions``, an array ``[t, act_dim]``). Rows not yet flushed are not part of it."""
+        actions = np.stack(self._episode_actions) if self._episode_actions else np.zeros((0, self._act_dim), np.float32)
+        if self._episode_start is None:  # never reset: a fresh recorder with the same first seed
+            start: dict[str, Any] = {"fresh": True, "seed": self._first_seed}
+        elif self.t == 0 and self._episode_actions:
+            # The episode ended and nobody has reset since (a rollout env between episodes): the
+            # next reset draws from the env's RNG as it is now.
+            gen = getattr(self.env.unwrapped, "_np_random", None)
+            start = {"rng": None if gen is None else gen.bit_generator.state, "pending": True}
+            actions = actions[:0]
+        else:  # an episode in progress (or just reset): its reset, then its actions so far
+            start = dict(self._episode_start)
+        return {
+            "start": start,
+            "actions": actions,
+            "episode": int(self.episode),
+            "episodes_done": int(self.episodes_done),
+            "offset": int(self._offset + self._n),
+            "t": int(self.t),
+        }
+
+    def restore(self, snap: dict[str, Any], outer: gym.Env | None = None):
+        """Continue the recording ``snap`` (from :meth:`snapshot`) in this fresh recorder.
+
+        The episode in progress is rebuilt by resetting the env as it was reset (same seed, or
+        the same RNG state) and replaying its actions through ``outer`` (the env chain the driver
+        steps, which wraps this recorder; default: this recorder). Returns the observation
+        ``outer`` would return now (None when no episode is in progress)."""
+        from omrl_data.collection.chunks import generator_from_state
+
+        outer = self if outer is None else outer
+        start = snap["start"]
+        obs = None
+        if start.get("fresh"):
+            self._first_seed = start.get("seed")
+        else:
+            self._first_seed = None
+            if "seed" in start:
+                seed = int(start["seed"])
+            else:
+                seed = None
+                if start.get("rng") is not None:
+                    self.env.unwrapped._np_random = generator_from_state(start["rng"])
+            if not start.get("pending"):
+                options = start.get("options")
+                if seed is not None:
+                    self._first_seed = seed  # the recorder's own first reset
+                obs, _ = outer.reset(options=options) if options is not None else outer.reset()
+                for action in snap["actions"]:
+                    obs, _, terminated, truncated, _ = outer.step(action)
+                    if terminated or truncated:
+                        raise ValueError("a replayed episode ended early: the env is not deterministic here")
+        self._n = 0
+        self._offset = int(snap["offset"])
+        self.episode = int(snap["episode"])
+        self.episodes_done = int(snap["episodes_done"])
+        if self.t != int(snap["t"]):
+            raise ValueError(f"replayed {self.t} steps of the episode in progress, expected {snap['t']}")
+        return obs
 
     @property
     def mid_episode(self) -> bool:

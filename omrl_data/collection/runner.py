@@ -97,7 +97,7 @@ def collect(
                 staged.save_plan(plan.to_dict())
             done = staged.done_tasks() & set(range(plan.n_tasks))
             remaining = 1 - len(done) / plan.n_tasks
-            planning.check_root(root_path, int(plan.est_bytes * remaining))
+            planning.check_root(root_path, int(plan.est_bytes * remaining) + plan.work_bytes)
             rest = [u for u in plan.units if not set(u) <= done]
             if rest and (calibrate if calibrate is not None else (progress or confirm is not None)):
                 plan.est_seconds = estimate_seconds(dataclasses.replace(plan, units=rest), console if progress else None)
@@ -110,7 +110,7 @@ def collect(
             raise
         return _run(staged, plan, done, progress, console, resume_cmd)
 
-    planning.check_root(root_path, request.est_bytes)
+    planning.check_root(root_path, request.est_bytes + request.work_bytes)
     _refuse_if_running(root_path, family, name, resume_cmd)
     if calibrate if calibrate is not None else (progress or confirm is not None):
         request.est_seconds = estimate_seconds(request, console if progress else None)
@@ -157,8 +157,12 @@ def _refuse_if_running(root: Path, family: str, name: str, resume_cmd: str = "")
         folder = parent / f"{name}-v{v}"
         tasks = zarr_io.data_root(folder / writer.DATASET_SUBDIR) / "tasks"
         done = sum(1 for p in tasks.iterdir() if p.name.isdigit()) if tasks.is_dir() else 0
+        from omrl_data.collection.chunks import saved_steps
+
+        steps = saved_steps(folder / writer.WORK_SUBDIR)
+        learners = f", learners saved at step {', '.join(map(str, steps))}" if steps else ""
         raise BadInput(
-            f"an unfinished collection omrl/{family}/{name}-v{v} exists ({done} task(s) written, interrupted); "
+            f"an unfinished collection omrl/{family}/{name}-v{v} exists ({done} task(s) written{learners}, interrupted); "
             f"continue it with: {resume_cmd or '--resume'}  or discard it with: rm -r {folder}  (or choose another --name)"
         )
 
@@ -195,7 +199,7 @@ def _run(staged: writer.StagedDataset, plan: CollectionPlan, done: set[int], pro
         with CollectionProgress(plan, done, console, enabled=progress) as bars:
             if todo:
                 runner = _run_ray if plan.config.backend == "ray" else _run_local
-                for k, stats in runner(plan, todo, staged.path, bars.report):
+                for k, stats in runner(plan, todo, staged.path, bars.report, staged.work_dir):
                     learner_stats.update({str(int(t)): _jsonable(s) for t, s in (stats or {}).items()})
                     manifest.write_json_atomic(staged.staging_dir / LEARNER_STATS_FILE, learner_stats)
                     bars.unit_done(k)
@@ -354,7 +358,7 @@ def _throttled(send: Callable[[int, int], None]) -> Callable[[int, int], None]:
     return report
 
 
-def _worker_main(config_dict: dict, out_dir: str, units_q, msg_q, threads: int, parent_pid: int) -> None:
+def _worker_main(config_dict: dict, out_dir: str, units_q, msg_q, threads: int, parent_pid: int, work_dir: str) -> None:
     """One local worker process: collect units from ``units_q`` until a None arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _die_with_parent(parent_pid)
@@ -370,14 +374,14 @@ def _worker_main(config_dict: dict, out_dir: str, units_q, msg_q, threads: int, 
             return
         k, shard = item
         try:
-            stats = collect_shard(config, shard, Path(out_dir), report=report)
+            stats = collect_shard(config, shard, Path(out_dir), report=report, work_dir=Path(work_dir))
             msg_q.put(("done", k, _jsonable(stats)))
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the driver
             msg_q.put(("error", k, type(e).__name__, str(e), traceback.format_exc()))
             return
 
 
-def _run_local(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Callable[[int, int], None]):
+def _run_local(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Callable[[int, int], None], work_dir: Path):
     """Run units ``todo`` on ``workers`` spawned processes; yields ``(unit, learner_stats)`` as they finish."""
     ctx = mp.get_context("spawn")
     units_q, msg_q = ctx.Queue(), ctx.Queue()
@@ -390,7 +394,7 @@ def _run_local(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Cal
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(plan.config.to_dict(), str(out_dir), units_q, msg_q, threads, os.getpid()),
+            args=(plan.config.to_dict(), str(out_dir), units_q, msg_q, threads, os.getpid(), str(work_dir)),
             name=f"omrl-collect-{w}",
         )
         for w in range(n_proc)
@@ -445,7 +449,7 @@ def _stop_processes(procs: list) -> None:
 # ------------------------------------------------------------------------------------------------
 # Ray
 # ------------------------------------------------------------------------------------------------
-def _ray_unit(config_dict: dict, shard: list, out_dir: str, progress_q, threads: int) -> dict:
+def _ray_unit(config_dict: dict, shard: list, out_dir: str, progress_q, threads: int, work_dir: str) -> dict:
     """One unit as a Ray task (runs on any node that sees ``out_dir``)."""
     config = CollectConfig.from_dict(config_dict)
     _set_threads(threads, config.mode != "random")
@@ -455,7 +459,7 @@ def _ray_unit(config_dict: dict, shard: list, out_dir: str, progress_q, threads:
     # Ray workers can outlive a killed driver by tens of seconds: check it before each write.
     zarr_io.set_write_guard(_driver_guard(Path(out_dir), progress_q))
     try:
-        return _jsonable(collect_shard(config, shard, Path(out_dir), report=report))
+        return _jsonable(collect_shard(config, shard, Path(out_dir), report=report, work_dir=Path(work_dir)))
     finally:
         zarr_io.set_write_guard(None)
 
@@ -486,7 +490,7 @@ def _driver_guard(out_dir: Path, progress_q: Any = None) -> Callable[[], None]:
     return check
 
 
-def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Callable[[int, int], None]):
+def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Callable[[int, int], None], work_dir: Path):
     """Run units ``todo`` as Ray tasks, at most ``workers`` at a time; yields ``(unit, learner_stats)``.
 
     Uses an initialised Ray, else ``--ray-address``, else a small local runtime (shut down after).
@@ -528,7 +532,7 @@ def _run_ray(plan: CollectionPlan, todo: list[int], out_dir: Path, report: Calla
         while waiting or running:
             while waiting and len(running) < cfg.workers:
                 k = waiting.pop(0)
-                running[remote.remote(cfg.to_dict(), _shard(plan, k), str(out_dir), progress_q, threads)] = k
+                running[remote.remote(cfg.to_dict(), _shard(plan, k), str(out_dir), progress_q, threads, str(work_dir))] = k
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
             pending = progress_q.qsize()
             for task, steps in progress_q.get_nowait_batch(pending) if pending else []:

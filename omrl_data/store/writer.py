@@ -4,7 +4,7 @@ A version is written under ``<root>/.staging/<namespace>/<family>/<name>-v<N>/``
 
     lock.json    who writes it (pid, host, start time, command), held with flock
     plan.json    the writer's plan (e.g. the collection config), to resume with
-    work/        the writer's scratch space (partial chunks of unfinished tasks), not committed
+    work/        the writer's scratch space (a collection's learner chunks), not committed
     dataset/     the future version folder: data.zarr/ task groups, policies/, later metadata.json
 
 Staging sits inside the catalog root, so it is on the same filesystem and ``commit`` can move the

@@ -32,6 +32,13 @@ def set_write_guard(guard) -> None:
     _write_guard = guard
 
 
+def check_write_guard() -> None:
+    """Run this process's write guard (if any): raises when the writer must not write any more.
+    Every commit of collection work (task groups, learner chunks, checkpoint policies) calls it."""
+    if _write_guard is not None:
+        _write_guard()
+
+
 def data_root(dataset_dir: str | Path) -> Path:
     return Path(dataset_dir) / DATA_DIR
 

@@ -32,17 +32,19 @@ from omrl_algos import losses
 from omrl_algos.base import Agent, MetaAlgorithm
 from omrl_algos.meta import (
     call,
+    clip_and_norm,
     detached,
     grad_norm,
     inner_step,
     lrs_for,
     make_inner_lrs,
     map_tasks,
+    outer_adam,
     params_of,
     raw_lr,
     task_tensors,
 )
-from omrl_algos.networks import GaussianPolicy, ValueNetwork
+from omrl_algos.networks import GaussianPolicy, ValueNetwork, factored_maps, materialise
 from omrl_data.batch import TaskBatch
 
 
@@ -54,6 +56,7 @@ class MacawConfig:
     depth: int = 3  # hidden layers of policy and value
     weight_transform: bool = True  # weight-transform layers everywhere; False = plain linear layers of equal width
     latent_dim: int = 100  # size of each layer's latent code (weight transform only)
+    wt_factored: bool = True  # inner steps keep a weight-transform map's update as rank-one terms and never form the adapted map (networks.py); False = form it (the straightforward version: same numbers, ~5x the time at paper size)
     wt_init: str = "scaled"  # weight-transform map init: scaled (M ~ N(0, 1/D), plain-layer bias; one inner step no larger than a plain layer's) | reference (nn.Linear default, as the reference code)
     adv_width: int = 32  # hidden units of the advantage head
     advantage_head: bool = True  # enriched inner loss L_AWR + c L_ADV; False = MAML+AWR ablation
@@ -94,6 +97,9 @@ class Macaw(MetaAlgorithm):
         ).to(self.device)
         self.value_lrs = make_inner_lrs(self.value, c.inner_lr_init, self.device)
         self.policy_lrs = make_inner_lrs(self.policy, c.inner_lr_init, self.device)
+        # Which maps the inner steps update as rank-one terms (none: the dense step).
+        self.value_plan = factored_maps(self.value) if c.wt_factored else {}
+        self.policy_plan = factored_maps(self.policy) if c.wt_factored else {}
         self.adv_coef = nn.Parameter(torch.tensor(raw_lr(c.adv_coef_init), device=self.device))
         for p in self._learned_scalars():
             p.requires_grad_(c.learn_inner_lrs)
@@ -103,7 +109,7 @@ class Macaw(MetaAlgorithm):
         ]
         if c.learn_inner_lrs:
             groups.append({"params": self._learned_scalars(), "lr": c.lr_lr})
-        self.optimizer = torch.optim.Adam(groups)
+        self.optimizer = outer_adam(groups, self.device)
 
     def _learned_scalars(self) -> list[nn.Parameter]:
         return list(self.value_lrs.parameters()) + list(self.policy_lrs.parameters()) + [self.adv_coef]
@@ -163,8 +169,8 @@ class Macaw(MetaAlgorithm):
         adv_coef = F.softplus(meta["adv_coef"])
         terms: dict[str, torch.Tensor] = {}
         for k in range(self.config.inner_steps):
-            value, v_terms = inner_step(self._value_loss, value, value_lrs, support, first_order=first_order)
-            policy, p_terms = inner_step(self._policy_inner_loss, policy, policy_lrs, value, adv_coef, support, first_order=first_order)
+            value, v_terms = inner_step(self._value_loss, value, value_lrs, support, first_order=first_order, factored=self.value_plan)
+            policy, p_terms = inner_step(self._policy_inner_loss, policy, policy_lrs, value, adv_coef, support, first_order=first_order, factored=self.policy_plan)
             if k == 0:
                 terms = {"inner_value_mse": v_terms["value_mse"], "inner_awr": p_terms["awr"]}
                 if "adv_mse" in p_terms:
@@ -204,13 +210,11 @@ class Macaw(MetaAlgorithm):
         metrics = {
             "train/value_loss": float(value_loss.detach()),
             "train/policy_loss": float(policy_loss.detach()),
-            "train/meta_grad_norm/value": grad_norm(self.value.parameters()),
-            "train/meta_grad_norm/policy": grad_norm(self.policy.parameters()),
+            # Norms before clipping (clip_and_norm clips to grad_clip when it is positive).
+            "train/meta_grad_norm/value": clip_and_norm(self.value.parameters(), c.grad_clip),
+            "train/meta_grad_norm/policy": clip_and_norm(self.policy.parameters(), c.grad_clip),
             "train/meta_grad_norm/inner_lrs": grad_norm(self._learned_scalars()),
         }
-        if c.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.value.parameters(), c.grad_clip)
-            nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
         self.optimizer.step()
         for key in ("awr_weight_max", "inner_value_mse", "inner_awr", "inner_adv_mse"):
             if key in out:
@@ -234,4 +238,5 @@ class Macaw(MetaAlgorithm):
         meta = {k: (detached(v) if isinstance(v, dict) else v.detach()) for k, v in self.meta_params().items()}
         support = {k: v[0] for k, v in task_tensors(batch.to(self.device)).items()}
         value, policy, _ = self._adapt_params(meta, support, first_order=True)
-        return self.make_agent(policy, value)
+        # Agents (and online fine-tuning) get plain parameters: the adapted maps formed once.
+        return self.make_agent(materialise(policy, self.policy_plan), materialise(value, self.value_plan))

@@ -98,6 +98,7 @@ class Macega(Macaw):
         if config.perturbations < 1 or config.tau <= 0 or config.sigma < 0:
             raise BadInput(f"need algo.perturbations >= 1, algo.tau > 0 and algo.sigma >= 0; got {config.perturbations}, {config.tau}, {config.sigma}")
         super().__init__(config, obs_dim, act_dim, device)
+        self.value_plan, self.policy_plan = {}, {}
         # Own generator for the perturbations (never the global RNG); seeded from the global
         # RNG, which the training loop seeds, and saved in state_dict (get_extra_state).
         self.noise_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))

@@ -20,12 +20,15 @@ Which paths a gradient of ``f(p*)`` takes back to ``p'`` (``paths``):
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.func import vmap
 
 from omrl_data.errors import BadInput
+
+if TYPE_CHECKING:
+    from omrl_algos.networks import FactoredMap
 
 Params = dict[str, torch.Tensor]
 
@@ -56,15 +59,16 @@ def draw_noise(
     return out
 
 
-_BITS = torch.arange(8, dtype=torch.uint8)
+# Byte -> its 8 bits as signs (bit i of byte b is element 8 b + i): one gather per byte.
+_SIGNS = (((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1) * 2 - 1).to(torch.float32)
 
 
 def _random_signs(n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` independent fair signs (+-1.0): 8 per random byte. ``sign(N(0, 1))`` has the same
-    distribution but draws a normal per element, about twice the time for a large model."""
+    distribution but draws a normal per element, about twice the time for a large model. The
+    bytes expand through a 256 x 8 table (one pass; shifting, masking and converting took four)."""
     random_bytes = torch.randint(0, 256, ((n + 7) // 8,), generator=generator, dtype=torch.uint8, device=generator.device)
-    bits = (random_bytes.unsqueeze(1) >> _BITS.to(random_bytes.device)) & 1
-    return bits.view(-1)[:n].to(torch.float32).mul_(2.0).sub_(1.0)
+    return _SIGNS.to(random_bytes.device)[random_bytes.long()].view(-1)[:n]
 
 
 def evolve(
@@ -74,6 +78,7 @@ def evolve(
     tau: float,
     paths: str = "both",
     relative: bool = False,
+    factored: "dict[str, FactoredMap] | None" = None,
 ) -> tuple[Params, torch.Tensor, torch.Tensor]:
     """The evolving update of one task's parameters.
 
@@ -83,18 +88,41 @@ def evolve(
     the copies' *relative* loss differences, not on the loss's units. With an absolute tau the
     weights are one-hot as soon as the copies' losses differ by more than ~tau (measured: value
     copies [4e-44, 1] at tau 0.05), and the update is "keep the better copy".
+    factored: weight-transform maps (:func:`omrl_algos.networks.factored_maps`) whose noise is
+    handed to the layer (``perturb``, ``perturb_coef``) instead of added into a copy of the map:
+    copy k applies ``E_k z``, ``p*`` applies ``sum_k w_k E_k z``. Same numbers.
     """
     if paths not in PATHS:
         raise BadInput(f"evolving paths {paths!r} is not known; use one of {', '.join(PATHS)}")
+    plan = factored or {}
+    n_copies = next(iter(noise.values())).shape[0]
+    # The P copies: perturbed tensors and the maps' perturbation buffers vary by copy, the rest
+    # (the maps themselves, their rank-one updates) is shared.
+    batched, shared = {}, {}
+    for k, p in params.items():
+        if k in plan and k in noise:
+            f = plan[k]
+            batched[f.perturb] = noise[k].unsqueeze(1)  # [P, 1, D, L]: copy k has one term, E_k
+            batched[f.perturb_coef] = torch.ones(n_copies, 1, dtype=p.dtype, device=p.device)
+            shared[k] = p
+        elif k in noise:
+            batched[k] = p.unsqueeze(0) + noise[k]
+        else:
+            shared[k] = p
     # The P copies' losses in one vectorised call (fewer, larger ops than a loop over copies).
-    losses = vmap(loss_fn, randomness="error")({k: p.unsqueeze(0) + noise[k] for k, p in params.items()})
+    losses = vmap(lambda b, c: loss_fn({**b, **c}), in_dims=(0, None), randomness="error")(batched, shared)
     temperature = tau * losses.detach().mean().abs().clamp_min(1e-8) if relative else tau
     weights = torch.softmax(-losses / temperature, dim=0)
     # sum_k w_k (p + eps_k) = p + sum_k w_k eps_k because the weights sum to 1; the gradient
     # is the same (its part along p through the weights, (dL/dp* . p) * sum_k dw_k, is 0),
     # and no copy of the parameters is kept for the backward pass.
     base = params if paths == "both" else {k: p.detach() for k, p in params.items()}
-    combined = {k: base[k] + torch.tensordot(weights, noise[k], dims=1) for k in params}
+    combined = dict(base)
+    for k in noise:
+        if k in plan:
+            combined[plan[k].perturb], combined[plan[k].perturb_coef] = noise[k], weights
+        else:
+            combined[k] = base[k] + torch.tensordot(weights, noise[k], dims=1)
     return combined, weights, losses
 
 

@@ -25,7 +25,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from omrl_data.batch import TaskBatch
 
 if TYPE_CHECKING:
-    from omrl_algos.networks import RankOneUpdate
+    from omrl_algos.networks import FactoredMap
 
 Params = dict[str, torch.Tensor]
 
@@ -132,7 +132,7 @@ def inner_step(
     lrs: Params,
     *args: Any,
     first_order: bool = False,
-    factored: "dict[str, RankOneUpdate] | None" = None,
+    factored: "dict[str, FactoredMap] | None" = None,
 ) -> tuple[Params, dict[str, torch.Tensor]]:
     """One SGD step on ``loss_fn(params, *args)["loss"]``.
 
@@ -148,7 +148,7 @@ def inner_step(
     plan = factored or {}
     fixed = set()
     for f in plan.values():
-        fixed |= {f.weight, f.latent, f.u, f.v}
+        fixed |= {f.weight, f.latent, f.u, f.v, f.perturb, f.perturb_coef}
     diff = {k: v for k, v in params.items() if k not in fixed}
     const = {k: v for k, v in params.items() if k in fixed}
 

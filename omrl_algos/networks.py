@@ -73,6 +73,11 @@ class WeightTransformLinear(nn.Module):
         d, latent_dim = self.map.out_features, self.map.in_features
         self.register_buffer("update_u", torch.zeros(0, d, device=self.map.weight.device), persistent=False)
         self.register_buffer("update_v", torch.zeros(0, latent_dim, device=self.map.weight.device), persistent=False)
+        # MACEGA's perturbations of the map, P noise matrices [P, D, L] and their coefficients
+        # [P]: the map is M + U^T V + sum_p coef_p E_p, applied as products with z, never added
+        # into a copy of M. Empty = no perturbation.
+        self.register_buffer("perturb", torch.zeros(0, d, latent_dim, device=self.map.weight.device), persistent=False)
+        self.register_buffer("perturb_coef", torch.zeros(0, device=self.map.weight.device), persistent=False)
 
     def generated(self) -> torch.Tensor:
         """The flat ``[W, b]`` of the layer: ``M z + c + U^T (V z)`` (``[D]``)."""
@@ -82,6 +87,8 @@ class WeightTransformLinear(nn.Module):
         flat = (self.map.weight @ self.latent.unsqueeze(-1)).squeeze(-1) + self.map.bias
         if self.update_u.shape[-2] > 0:
             flat = flat + (self.update_v @ self.latent) @ self.update_u
+        if self.perturb.shape[-3] > 0:
+            flat = flat + self.perturb_coef @ (self.perturb @ self.latent.unsqueeze(-1)).squeeze(-1)
         return flat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +100,7 @@ class WeightTransformLinear(nn.Module):
 
 
 @dataclass(frozen=True)
-class RankOneUpdate:
+class FactoredMap:
     """Where an inner step puts the update of one weight-transform map (parameter names).
 
     The gradient of the map ``weight`` is ``outer(grad of bias, latent)``; the step appends
@@ -105,25 +112,32 @@ class RankOneUpdate:
     latent: str  # the layer's latent z, [L]
     u: str  # buffer of left factors, [K, D]
     v: str  # buffer of right factors, [K, L]
+    perturb: str  # buffer of perturbations of M, [P, D, L] (MACEGA's evolving update)
+    perturb_coef: str  # buffer of their coefficients, [P]
 
 
-def factored_maps(module: nn.Module) -> dict[str, RankOneUpdate]:
+def factored_maps(module: nn.Module) -> dict[str, FactoredMap]:
     """The rank-one update plan of every weight-transform layer of ``module``, by map name."""
     plan = {}
     for name, layer in module.named_modules():
         if isinstance(layer, WeightTransformLinear):
             pre = f"{name}." if name else ""
-            plan[f"{pre}map.weight"] = RankOneUpdate(f"{pre}map.weight", f"{pre}map.bias", f"{pre}latent", f"{pre}update_u", f"{pre}update_v")
+            plan[f"{pre}map.weight"] = FactoredMap(
+                f"{pre}map.weight", f"{pre}map.bias", f"{pre}latent", f"{pre}update_u", f"{pre}update_v", f"{pre}perturb", f"{pre}perturb_coef"
+            )
     return plan
 
 
-def materialise(params: dict[str, torch.Tensor], plan: dict[str, RankOneUpdate]) -> dict[str, torch.Tensor]:
+def materialise(params: dict[str, torch.Tensor], plan: dict[str, FactoredMap]) -> dict[str, torch.Tensor]:
     """Plain parameters (the adapted maps formed, ``M + U^T V``) from a factored dict."""
     out = dict(params)
     for key, f in plan.items():
         u, v = out.pop(f.u, None), out.pop(f.v, None)
+        e, coef = out.pop(f.perturb, None), out.pop(f.perturb_coef, None)
         if u is not None and u.shape[-2] > 0:
             out[key] = out[key] + u.transpose(-1, -2) @ v
+        if e is not None and e.shape[-3] > 0:
+            out[key] = out[key] + torch.tensordot(coef, e, dims=([-1], [-3]))
     return out
 
 

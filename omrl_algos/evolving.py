@@ -52,10 +52,10 @@ def draw_noise(
     for name, shape in shapes.items():
         numel = n_tasks * n_copies * shape.numel()
         if noise == "sign":
-            eps = _random_signs(numel, generator)
+            eps = _random_signs(numel, generator, sigma)
         else:
-            eps = torch.randn(numel, generator=generator, device=generator.device)
-        out[name] = (sigma * eps).view(n_tasks, n_copies, *shape).to(device)
+            eps = sigma * torch.randn(numel, generator=generator, device=generator.device)
+        out[name] = eps.view(n_tasks, n_copies, *shape).to(device)
     return out
 
 
@@ -63,12 +63,15 @@ def draw_noise(
 _SIGNS = (((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1) * 2 - 1).to(torch.float32)
 
 
-def _random_signs(n: int, generator: torch.Generator) -> torch.Tensor:
-    """``n`` independent fair signs (+-1.0): 8 per random byte. ``sign(N(0, 1))`` has the same
-    distribution but draws a normal per element, about twice the time for a large model. The
-    bytes expand through a 256 x 8 table (one pass; shifting, masking and converting took four)."""
+def _random_signs(n: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    """``n`` independent fair signs times ``scale`` (``+-scale``): 8 per random byte.
+    ``sign(N(0, 1))`` has the same distribution but draws a normal per element, about twice the
+    time for a large model. The bytes expand through a 256 x 8 table of ``+-scale`` (one
+    ``index_select``; shifting, masking, converting and scaling took five passes: at paper size
+    that was most of a MACEGA step)."""
     random_bytes = torch.randint(0, 256, ((n + 7) // 8,), generator=generator, dtype=torch.uint8, device=generator.device)
-    return _SIGNS.to(random_bytes.device)[random_bytes.long()].view(-1)[:n]
+    table = _SIGNS.to(random_bytes.device) * scale
+    return table.index_select(0, random_bytes.long()).view(-1)[:n]
 
 
 def evolve(

@@ -143,6 +143,22 @@ class Macaw(MetaAlgorithm):
         frozen = detached(value_params)
         return {**query, "targets": self.value_targets()(query, lambda obs: call(self.value, frozen, obs))}
 
+    def _outer_value(self, value_params: dict, query: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The outer value loss on the query rows and their advantages ``R - V_phi(s)`` (a
+        constant), targets bootstrapped with the (detached) adapted value: the same numbers as
+        :meth:`_query_targets` + :meth:`_value_loss` + :meth:`_advantages`, with one forward of
+        the value over the query and bootstrap observations together instead of three."""
+        targets_of = self.value_targets()
+        obs = query["observations"]
+        if targets_of.bootstrap and "bootstrap_observations" in query:
+            both = call(self.value, value_params, torch.cat([obs, query["bootstrap_observations"]], dim=-2))
+            values, end_values = both[..., : obs.shape[-2]], both[..., obs.shape[-2] :].detach()
+            targets = targets_of({**query, "bootstrap_observations": end_values}, lambda end: end)
+        else:
+            values = call(self.value, value_params, obs)
+            targets = targets_of(query)
+        return losses.value_loss(values, targets), (targets - values).detach()
+
     def _value_loss(self, value_params: dict, task: dict) -> dict[str, torch.Tensor]:
         return losses.value_loss(call(self.value, value_params, task["observations"]), self._targets(task))
 
@@ -181,10 +197,10 @@ class Macaw(MetaAlgorithm):
         """Outer losses of one task (``task = {"support": {...}, "query": {...}}``, ``[B, ...]``)."""
         c = self.config
         value, policy, terms = self._adapt_params(meta, task["support"], c.first_order)
-        query = self._query_targets(value, task["query"])
-        outer_value = self._value_loss(value, query)
+        query = task["query"]
+        outer_value, advantages = self._outer_value(value, query)
         mean = call(self.policy, policy, query["observations"])
-        outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
+        outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], advantages, c.temperature, c.max_weight)
         return {
             "value_loss": outer_value["loss"],
             "policy_loss": outer_policy["loss"],

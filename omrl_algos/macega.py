@@ -137,10 +137,10 @@ class Macega(Macaw):
                 "evolving_weight_entropy/value": weight_entropy(v_w).detach(),
                 "evolving_weight_entropy/policy": weight_entropy(p_w).detach(),
             }
-        query = self._query_targets(value, task["query"])  # bootstrapped with phi* (detached)
-        outer_value = self._value_loss(value, query)
+        query = task["query"]
+        outer_value, advantages = self._outer_value(value, query)  # targets bootstrapped with phi* (detached)
         mean = call(self.policy, policy, query["observations"])
-        outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
+        outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], advantages, c.temperature, c.max_weight)
         out = {"value_loss": outer_value["loss"], "policy_loss": outer_policy["loss"], "awr_weight_max": outer_policy["awr_weight_max"], **terms}
         if c.agreement_vectors == "inner":
             out["inner_update"], out["inner_factors"] = inner_update, inner_factors

@@ -6,7 +6,7 @@ create_graph per task, the adapted maps formed), at paper size and in the small-
 setting. P7: MACEGA's meta-step over MACAW's at paper size. "before" is the straightforward
 version kept in the tree: ``wt_factored=false`` (adapted maps formed), the unfused Adam, and for
 MACEGA ``weighted_backward=false`` (per-task gradients); "after" the defaults.
-Peak RSS: one paper-size meta-step per variant, each in a fresh subprocess (ru_maxrss).
+Peak RSS: two paper-size meta-steps per variant, each in a fresh subprocess (VmHWM).
 ``--profile``: where the time of a default paper-size MACAW / MACEGA train_step goes (cProfile),
 for the "> 5% of a step" hot spots (sampling, targets, Adam, norms, logging).
 
@@ -21,7 +21,6 @@ import argparse
 import cProfile
 import os
 import pstats
-import resource
 import statistics
 import subprocess
 import sys
@@ -125,7 +124,10 @@ def rss_child(variant: str) -> None:
     fn = train_fn(algo, dataset)
     fn()
     fn()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM of this process's own memory map (ru_maxrss would carry the parent's peak over exec).
+    with open("/proc/self/status") as f:
+        hwm_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    print(hwm_kb / 1024)
 
 
 def rss() -> None:

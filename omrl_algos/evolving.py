@@ -92,22 +92,29 @@ def evolve(
     weights are one-hot as soon as the copies' losses differ by more than ~tau (measured: value
     copies [4e-44, 1] at tau 0.05), and the update is "keep the better copy".
     factored: weight-transform maps (:func:`omrl_algos.networks.factored_maps`) whose noise is
-    handed to the layer (``perturb``, ``perturb_coef``) instead of added into a copy of the map:
-    copy k applies ``E_k z``, ``p*`` applies ``sum_k w_k E_k z``. Same numbers.
+    handed to the layer as its product with the latent (``perturb_flat``) instead of added into
+    a copy of the map. Same numbers.
     """
     if paths not in PATHS:
         raise BadInput(f"evolving paths {paths!r} is not known; use one of {', '.join(PATHS)}")
-    plan = factored or {}
-    n_copies = next(iter(noise.values())).shape[0]
-    # The P copies: perturbed tensors and the maps' perturbation buffers vary by copy, the rest
-    # (the maps themselves, their rank-one updates) is shared.
+    plan = {k: f for k, f in (factored or {}).items() if k in noise and f.latent in noise}
+    # A factored map's noise enters only through products with its layer's latent:
+    # (M' + E_k)(z' + e_k) = M' z_k + E_k z' + E_k e_k per copy, and for p*
+    # (M' + sum_k w_k E_k)(z' + sum_j w_j e_j) = M' z* + sum_k w_k (E_k z' + sum_j w_j E_k e_j).
+    # Y_k = E_k [z', e_1, ..., e_P] ([P, D, P + 1]) holds every product both need: one pass over
+    # the noise forward and one backward, and no perturbed copy of M.
+    products = {}
+    for k, f in plan.items():
+        z, e_z = params[f.latent], noise[f.latent]
+        products[k] = noise[k] @ torch.cat([z.unsqueeze(-1), e_z.transpose(-1, -2)], dim=-1)
+    # The P copies: perturbed tensors and the maps' products vary by copy, the rest (the maps
+    # themselves, their rank-one updates) is shared.
     batched, shared = {}, {}
     for k, p in params.items():
-        if k in plan and k in noise:
-            f = plan[k]
-            batched[f.perturb] = noise[k].unsqueeze(1)  # [P, 1, D, L]: copy k has one term, E_k
-            batched[f.perturb_coef] = torch.ones(n_copies, 1, dtype=p.dtype, device=p.device)
+        if k in plan:
             shared[k] = p
+            y = products[k]  # [P, D, P + 1]; copy k: E_k z' + E_k e_k
+            batched[plan[k].perturb_flat] = y[..., 0] + torch.diagonal(y[..., 1:], dim1=0, dim2=-1).transpose(0, 1)
         elif k in noise:
             batched[k] = p.unsqueeze(0) + noise[k]
         else:
@@ -123,7 +130,9 @@ def evolve(
     combined = dict(base)
     for k in noise:
         if k in plan:
-            combined[plan[k].perturb], combined[plan[k].perturb_coef] = noise[k], weights
+            y = products[k]
+            along_z = y[..., 0] if paths == "both" else y[..., 0].detach()  # E_k z' (z' detached in "weights")
+            combined[plan[k].perturb_flat] = weights @ (along_z + y[..., 1:] @ weights)
         else:
             combined[k] = base[k] + torch.tensordot(weights, noise[k], dims=1)
     return combined, weights, losses

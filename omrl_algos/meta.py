@@ -148,7 +148,7 @@ def inner_step(
     plan = factored or {}
     fixed = set()
     for f in plan.values():
-        fixed |= {f.weight, f.latent, f.u, f.v, f.perturb, f.perturb_coef}
+        fixed |= {f.weight, f.latent, f.u, f.v, f.perturb_flat}
     diff = {k: v for k, v in params.items() if k not in fixed}
     const = {k: v for k, v in params.items() if k in fixed}
 

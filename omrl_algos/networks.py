@@ -73,11 +73,11 @@ class WeightTransformLinear(nn.Module):
         d, latent_dim = self.map.out_features, self.map.in_features
         self.register_buffer("update_u", torch.zeros(0, d, device=self.map.weight.device), persistent=False)
         self.register_buffer("update_v", torch.zeros(0, latent_dim, device=self.map.weight.device), persistent=False)
-        # MACEGA's perturbations of the map, P noise matrices [P, D, L] and their coefficients
-        # [P]: the map is M + U^T V + sum_p coef_p E_p, applied as products with z, never added
-        # into a copy of M. Empty = no perturbation.
-        self.register_buffer("perturb", torch.zeros(0, d, latent_dim, device=self.map.weight.device), persistent=False)
-        self.register_buffer("perturb_coef", torch.zeros(0, device=self.map.weight.device), persistent=False)
+        # MACEGA's perturbation of the map, as its product with the layer's latent: the
+        # generated [W, b] gains E z ([D]), computed by the evolving update for the latent it
+        # perturbs (omrl_algos.evolving); the noise E is never added into a copy of M. Empty =
+        # no perturbation.
+        self.register_buffer("perturb_flat", torch.zeros(0, device=self.map.weight.device), persistent=False)
 
     def generated(self) -> torch.Tensor:
         """The flat ``[W, b]`` of the layer: ``M z + c + U^T (V z)`` (``[D]``)."""
@@ -87,8 +87,8 @@ class WeightTransformLinear(nn.Module):
         flat = (self.map.weight @ self.latent.unsqueeze(-1)).squeeze(-1) + self.map.bias
         if self.update_u.shape[-2] > 0:
             flat = flat + (self.update_v @ self.latent) @ self.update_u
-        if self.perturb.shape[-3] > 0:
-            flat = flat + self.perturb_coef @ (self.perturb @ self.latent.unsqueeze(-1)).squeeze(-1)
+        if self.perturb_flat.shape[-1] > 0:
+            flat = flat + self.perturb_flat
         return flat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,8 +112,7 @@ class FactoredMap:
     latent: str  # the layer's latent z, [L]
     u: str  # buffer of left factors, [K, D]
     v: str  # buffer of right factors, [K, L]
-    perturb: str  # buffer of perturbations of M, [P, D, L] (MACEGA's evolving update)
-    perturb_coef: str  # buffer of their coefficients, [P]
+    perturb_flat: str  # buffer of a perturbation's product E z, [D] (MACEGA's evolving update)
 
 
 def factored_maps(module: nn.Module) -> dict[str, FactoredMap]:
@@ -123,7 +122,7 @@ def factored_maps(module: nn.Module) -> dict[str, FactoredMap]:
         if isinstance(layer, WeightTransformLinear):
             pre = f"{name}." if name else ""
             plan[f"{pre}map.weight"] = FactoredMap(
-                f"{pre}map.weight", f"{pre}map.bias", f"{pre}latent", f"{pre}update_u", f"{pre}update_v", f"{pre}perturb", f"{pre}perturb_coef"
+                f"{pre}map.weight", f"{pre}map.bias", f"{pre}latent", f"{pre}update_u", f"{pre}update_v", f"{pre}perturb_flat"
             )
     return plan
 
@@ -133,11 +132,10 @@ def materialise(params: dict[str, torch.Tensor], plan: dict[str, FactoredMap]) -
     out = dict(params)
     for key, f in plan.items():
         u, v = out.pop(f.u, None), out.pop(f.v, None)
-        e, coef = out.pop(f.perturb, None), out.pop(f.perturb_coef, None)
+        if out.pop(f.perturb_flat, None) is not None:
+            raise ValueError(f"{key}: a perturbed map (MACEGA's copies) has no plain form here")
         if u is not None and u.shape[-2] > 0:
             out[key] = out[key] + u.transpose(-1, -2) @ v
-        if e is not None and e.shape[-3] > 0:
-            out[key] = out[key] + torch.tensordot(coef, e, dims=([-1], [-3]))
     return out
 
 

@@ -92,7 +92,7 @@ def evolve(
     weights are one-hot as soon as the copies' losses differ by more than ~tau (measured: value
     copies [4e-44, 1] at tau 0.05), and the update is "keep the better copy".
     factored: weight-transform maps (:func:`omrl_algos.networks.factored_maps`) whose noise is
-    handed to the layer as its product with the latent (``perturb_flat``) instead of added into
+    handed to the layer as its product with the latent (``flat_offset``) instead of added into
     a copy of the map. Same numbers.
     """
     if paths not in PATHS:
@@ -114,7 +114,7 @@ def evolve(
         if k in plan:
             shared[k] = p
             y = products[k]  # [P, D, P + 1]; copy k: E_k z' + E_k e_k
-            batched[plan[k].perturb_flat] = y[..., 0] + torch.diagonal(y[..., 1:], dim1=0, dim2=-1).transpose(0, 1)
+            batched[plan[k].flat_offset] = y[..., 0] + torch.diagonal(y[..., 1:], dim1=0, dim2=-1).transpose(0, 1)
         elif k in noise:
             batched[k] = p.unsqueeze(0) + noise[k]
         else:
@@ -132,7 +132,7 @@ def evolve(
         if k in plan:
             y = products[k]
             along_z = y[..., 0] if paths == "both" else y[..., 0].detach()  # E_k z' (z' detached in "weights")
-            combined[plan[k].perturb_flat] = weights @ (along_z + y[..., 1:] @ weights)
+            combined[plan[k].flat_offset] = weights @ (along_z + y[..., 1:] @ weights)
         else:
             combined[k] = base[k] + torch.tensordot(weights, noise[k], dims=1)
     return combined, weights, losses

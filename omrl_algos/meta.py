@@ -133,6 +133,8 @@ def inner_step(
     *args: Any,
     first_order: bool = False,
     factored: "dict[str, FactoredMap] | None" = None,
+    latent_taps: Params | None = None,
+    record: dict | None = None,
 ) -> tuple[Params, dict[str, torch.Tensor]]:
     """One SGD step on ``loss_fn(params, *args)["loss"]``.
 
@@ -144,11 +146,15 @@ def inner_step(
     layer's ``update_u`` / ``update_v``, which the layer applies without forming the adapted
     map. The same numbers as the dense step (up to float rounding), in both orders: the second
     derivative flows through ``grad c`` and ``z`` as it would through the dense gradient.
+
+    latent_taps: ``{map name: [L]}`` zeros added to the latent's gradient ``g @ M`` (their
+    gradient is that of ``g @ M``; see ``Macaw.meta_losses``). record: filled with
+    ``{map name: g}`` (the gradient of the generated ``[W, b]`` at this step, detached).
     """
     plan = factored or {}
     fixed = set()
     for f in plan.values():
-        fixed |= {f.weight, f.latent, f.u, f.v, f.perturb_flat}
+        fixed |= {f.weight, f.latent, f.u, f.v, f.flat_offset}
     diff = {k: v for k, v in params.items() if k not in fixed}
     const = {k: v for k, v in params.items() if k in fixed}
 
@@ -166,6 +172,10 @@ def inner_step(
         g_z = (g.unsqueeze(-2) @ const[key]).squeeze(-2)
         if f.u in const:
             g_z = g_z + (const[f.u] @ g) @ const[f.v]
+        if latent_taps is not None:
+            g_z = g_z + latent_taps[key]
+        if record is not None:
+            record[key] = g.detach()
         if first_order:  # the gradients (g z^T for M, g_z for z) are constants
             g, g_z = g.detach(), g_z.detach()
         out[f.latent] = z - lrs[f.latent] * g_z

@@ -73,22 +73,27 @@ class WeightTransformLinear(nn.Module):
         d, latent_dim = self.map.out_features, self.map.in_features
         self.register_buffer("update_u", torch.zeros(0, d, device=self.map.weight.device), persistent=False)
         self.register_buffer("update_v", torch.zeros(0, latent_dim, device=self.map.weight.device), persistent=False)
-        # MACEGA's perturbation of the map, as its product with the layer's latent: the
-        # generated [W, b] gains E z ([D]), computed by the evolving update for the latent it
-        # perturbs (omrl_algos.evolving); the noise E is never added into a copy of M. Empty =
-        # no perturbation.
-        self.register_buffer("perturb_flat", torch.zeros(0, device=self.map.weight.device), persistent=False)
+        # An additive term of the generated [W, b] ([D]; empty = none): MACEGA's perturbation
+        # of the map as its product E z with the latent (omrl_algos.evolving; the noise is never
+        # added into a copy of M), or MACAW's gradient tap (a zero whose gradient is that of the
+        # generated weights; Macaw.meta_losses forms the map's meta-gradient from them).
+        self.register_buffer("flat_offset", torch.zeros(0, device=self.map.weight.device), persistent=False)
 
     def generated(self) -> torch.Tensor:
         """The flat ``[W, b]`` of the layer: ``M z + c + U^T (V z)`` (``[D]``)."""
-        # M z as (M @ z[:, None]): its gradient with respect to M comes out in M's own layout
-        # (F.linear's is transposed, and summing a transposed [D, L] into M's gradient cost
-        # ~20 ms per map and step at paper size).
-        flat = (self.map.weight @ self.latent.unsqueeze(-1)).squeeze(-1) + self.map.bias
+        if self.map.weight.requires_grad:
+            # M z as (M @ z[:, None]) when autograd differentiates M: its gradient comes out in
+            # M's own layout (F.linear's is transposed, and summing a transposed [D, L] into M's
+            # gradient cost ~20 ms per map and step at paper size).
+            flat = (self.map.weight @ self.latent.unsqueeze(-1)).squeeze(-1) + self.map.bias
+        else:
+            # M detached (MACAW's tapped meta-step, evaluation): under vmap one [T, L] x [L, D]
+            # product that reads M once (the form above reads it once per task).
+            flat = F.linear(self.latent, self.map.weight, self.map.bias)
         if self.update_u.shape[-2] > 0:
             flat = flat + (self.update_v @ self.latent) @ self.update_u
-        if self.perturb_flat.shape[-1] > 0:
-            flat = flat + self.perturb_flat
+        if self.flat_offset.shape[-1] > 0:
+            flat = flat + self.flat_offset
         return flat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +117,7 @@ class FactoredMap:
     latent: str  # the layer's latent z, [L]
     u: str  # buffer of left factors, [K, D]
     v: str  # buffer of right factors, [K, L]
-    perturb_flat: str  # buffer of a perturbation's product E z, [D] (MACEGA's evolving update)
+    flat_offset: str  # buffer of an additive term of the generated [W, b], [D] (MACEGA's E z; MACAW's gradient tap)
 
 
 def factored_maps(module: nn.Module) -> dict[str, FactoredMap]:
@@ -122,7 +127,7 @@ def factored_maps(module: nn.Module) -> dict[str, FactoredMap]:
         if isinstance(layer, WeightTransformLinear):
             pre = f"{name}." if name else ""
             plan[f"{pre}map.weight"] = FactoredMap(
-                f"{pre}map.weight", f"{pre}map.bias", f"{pre}latent", f"{pre}update_u", f"{pre}update_v", f"{pre}perturb_flat"
+                f"{pre}map.weight", f"{pre}map.bias", f"{pre}latent", f"{pre}update_u", f"{pre}update_v", f"{pre}flat_offset"
             )
     return plan
 
@@ -132,8 +137,8 @@ def materialise(params: dict[str, torch.Tensor], plan: dict[str, FactoredMap]) -
     out = dict(params)
     for key, f in plan.items():
         u, v = out.pop(f.u, None), out.pop(f.v, None)
-        if out.pop(f.perturb_flat, None) is not None:
-            raise ValueError(f"{key}: a perturbed map (MACEGA's copies) has no plain form here")
+        if out.pop(f.flat_offset, None) is not None:
+            raise ValueError(f"{key}: a map with an offset (a perturbed copy, a gradient tap) has no plain form here")
         if u is not None and u.shape[-2] > 0:
             out[key] = out[key] + u.transpose(-1, -2) @ v
     return out

@@ -53,19 +53,31 @@ def build(cls, config_cls, settings: dict, before: bool = False):
     return algo
 
 
-def race(fns: dict, rounds: int, steps: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each function, variants interleaved round by round."""
+def race(fns: dict, rounds: int, steps: int, warmup: int = 1) -> dict[str, tuple[float, float]]:
+    """Median (CPU seconds, wall seconds) per call of each function, variants interleaved round
+    by round. CPU time (this process's) is the figure to read on a loaded machine: wall time
+    also counts the time other processes held the cores."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times = {k: [] for k in fns}
+    cpu, wall = {k: [] for k in fns}, {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             for _ in range(steps):
                 fn()
-            times[name].append((time.perf_counter() - t) / steps)
-    return {k: statistics.median(v) for k, v in times.items()}
+            cpu[name].append((time.process_time() - c) / steps)
+            wall[name].append((time.perf_counter() - t) / steps)
+    return {k: (statistics.median(cpu[k]), statistics.median(wall[k])) for k in fns}
+
+
+def show(t: dict, width: int = 36) -> None:
+    for k, (c, w) in t.items():
+        print(f"  {k:{width}s} {c * 1e3:9.1f} ms CPU {w * 1e3:9.1f} ms wall")
+
+
+def ratio(t: dict, a: str, b: str) -> str:
+    return f"{t[a][0] / t[b][0]:.2f}x CPU ({t[a][1] / t[b][1]:.2f}x wall)"
 
 
 def train_fn(algo, dataset):
@@ -89,10 +101,9 @@ def p6(label: str, settings: dict, args) -> None:
     t = race(fns, args.rounds, args.steps)
     print(f"\nP6 {label}: {settings}")
     print(f"  meta-gradients ours vs reference loop: max relative difference {check_same_math(dict(settings)):.1e}")
-    for k, v in t.items():
-        print(f"  {k:30s} {v * 1e3:9.1f} ms")
-    print(f"  WT / plain (train_step):         after {t['WT after, train_step'] / t['plain, train_step']:.2f}x   before {t['WT before, train_step'] / t['plain, train_step']:.2f}x   (target <= 2)")
-    print(f"  reference loop / ours (fixed):   after {t['reference loop, fixed batch'] / t['WT after, fixed batch']:.2f}x   before {t['reference loop, fixed batch'] / t['WT before, fixed batch']:.2f}x   (target >= 4)")
+    show(t)
+    print(f"  WT / plain (train_step):       after {ratio(t, 'WT after, train_step', 'plain, train_step')}, before {ratio(t, 'WT before, train_step', 'plain, train_step')}   (target <= 2)")
+    print(f"  reference loop / ours (fixed): after {ratio(t, 'reference loop, fixed batch', 'WT after, fixed batch')}, before {ratio(t, 'reference loop, fixed batch', 'WT before, fixed batch')}   (target >= 4)")
 
 
 def p7(args) -> None:
@@ -107,10 +118,10 @@ def p7(args) -> None:
     }
     t = race(fns, args.rounds, args.steps)
     print(f"\nP7 paper size: {wt}")
-    for k, v in t.items():
-        print(f"  {k:36s} {v * 1e3:9.1f} ms")
-    print(f"  MACEGA / MACAW: after {t['MACEGA after'] / t['MACAW after']:.2f}x   before {t['MACEGA before'] / t['MACAW before']:.2f}x   (target <= 0.6)")
-    print(f"  MACEGA no_evolving_gradient / MACAW (after): {t['MACEGA after, no_evolving_gradient'] / t['MACAW after']:.2f}x")
+    show(t)
+    print(f"  MACEGA / MACAW: after {ratio(t, 'MACEGA after', 'MACAW after')}, before {ratio(t, 'MACEGA before', 'MACAW before')}   (target <= 0.6)")
+    print(f"  MACEGA no_evolving_gradient / MACAW (after): {ratio(t, 'MACEGA after, no_evolving_gradient', 'MACAW after')}")
+    print(f"  MACAW after / before: {ratio(t, 'MACAW after', 'MACAW before')};  MACEGA after / before: {ratio(t, 'MACEGA after', 'MACEGA before')}")
 
 
 def rss_child(variant: str) -> None:

@@ -71,7 +71,7 @@ def _random_signs(n: int, generator: torch.Generator, scale: float = 1.0) -> tor
     that was most of a MACEGA step)."""
     random_bytes = torch.randint(0, 256, ((n + 7) // 8,), generator=generator, dtype=torch.uint8, device=generator.device)
     table = _SIGNS.to(random_bytes.device) * scale
-    return table.index_select(0, random_bytes.long()).view(-1)[:n]
+    return table.index_select(0, random_bytes.int()).view(-1)[:n]
 
 
 def evolve(

@@ -213,12 +213,17 @@ def grad_norm(parameters: Any) -> float:
 
 
 def clip_and_norm(parameters: Any, max_norm: float) -> float:
-    """The gradient norm of ``parameters`` (as :func:`grad_norm`), clipped to ``max_norm`` when
-    it is positive: one pass computes both (``clip_grad_norm_`` returns the norm before clipping)."""
-    params = [p for p in parameters if p.grad is not None]
-    if max_norm <= 0 or not params:
-        return grad_norm(params)
-    return float(nn.utils.clip_grad_norm_(params, max_norm))
+    """The gradient norm of ``parameters`` (as :func:`grad_norm`, before clipping); the
+    gradients are clipped to ``max_norm`` when it is positive. One pass when no clipping is
+    needed (metric and clip used to take three)."""
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
+    norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))) if grads else 0.0
+    # As clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. It scales by
+    # min(that, 1) unconditionally, a pass over every gradient even when the factor is 1.
+    coef = max_norm / (norm + 1e-6)
+    if max_norm > 0 and coef < 1.0:
+        torch._foreach_mul_(grads, coef)
+    return norm
 
 
 def outer_adam(groups: list[dict], device: torch.device | str) -> torch.optim.Optimizer:

@@ -137,3 +137,22 @@ def test_sign_noise_stream_is_the_bit_expansion_of_the_generator_bytes():
     bytes_ = torch.randint(0, 256, (4,), generator=torch.Generator().manual_seed(7), dtype=torch.uint8)
     expected = torch.tensor([1.0 if (int(b) >> i) & 1 else -1.0 for b in bytes_ for i in range(8)])[:29]
     torch.testing.assert_close(_random_signs(29, torch.Generator().manual_seed(7)), expected)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6, 0.0])
+def test_clip_and_norm_is_clip_grad_norm(max_norm):
+    from omrl_algos.meta import clip_and_norm
+
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(30, 4)) for _ in range(3)]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    for p, q in zip(a, b):
+        p.grad = torch.randn(30, 4)
+        q.grad = p.grad.clone()
+    norm = clip_and_norm(iter(a), max_norm)
+    expected = float(torch.nn.utils.clip_grad_norm_(b, max_norm)) if max_norm > 0 else float(torch.cat([q.grad.flatten() for q in b]).norm())
+    assert norm == pytest.approx(expected, rel=1e-6)
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p.grad, q.grad)
+    if max_norm == 0.5:
+        assert float(torch.cat([p.grad.flatten() for p in a]).norm()) == pytest.approx(0.5, rel=1e-5)

@@ -207,6 +207,11 @@ class Macaw(MetaAlgorithm):
                 self._value_loss, value, value_lrs, support, first_order=first_order, factored=self.value_plan,
                 latent_taps=_latent_taps(taps, "value", k), record=v_record,
             )
+            if taps is not None and k == self.config.inner_steps - 1:
+                # The adapted value is now used twice without a further inner step (the policy
+                # step's advantages, the outer loss): its generated weights once, with the
+                # outer use's tap.
+                value = self._generated_once(self._tapped(value, "value", taps, k + 1, latents), "value")
             if taps is not None:
                 policy = self._tapped(policy, "policy", taps, k, latents)
             policy, p_terms = inner_step(
@@ -221,7 +226,6 @@ class Macaw(MetaAlgorithm):
                 if "adv_mse" in p_terms:
                     terms["inner_adv_mse"] = p_terms["adv_mse"]
         if taps is not None:
-            value = self._tapped(value, "value", taps, self.config.inner_steps, latents)
             policy = self._tapped(policy, "policy", taps, self.config.inner_steps, latents)
             terms["map_factors"] = {
                 net: {key: {"g": torch.stack([g[key] for g in grads[net]]), "z": torch.stack([z[key] for z in latents[net]])} for key in plan}
@@ -241,6 +245,18 @@ class Macaw(MetaAlgorithm):
                 record[key] = params[f.latent].detach()
         if use > 0:
             latents[net].append(record)
+        return out
+
+    def _generated_once(self, params: dict, net: str) -> dict:
+        """``params`` with every map layer's generated ``[W, b]`` computed and cached
+        (``flat_cache``), for calls that do not differentiate an inner step through them."""
+        module = self.value if net == "value" else self.policy
+        out = dict(params)
+        for key, f in self._plan(net).items():
+            prefix = key[: -len("map.weight")]
+            layer = module.get_submodule(prefix.rstrip("."))
+            own = {name[len(prefix):]: v for name, v in params.items() if name.startswith(prefix)}
+            out[f.flat_cache] = call(layer, own, method="generated")
         return out
 
     def task_objective(self, meta: dict, task: dict) -> dict[str, torch.Tensor]:

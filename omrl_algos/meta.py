@@ -152,6 +152,8 @@ def inner_step(
     ``{map name: g}`` (the gradient of the generated ``[W, b]`` at this step, detached).
     """
     plan = factored or {}
+    # A cached generated [W, b] would hide the parameters from this step's gradient.
+    params = {k: v for k, v in params.items() if not any(k == f.flat_cache for f in plan.values())}
     fixed = set()
     for f in plan.values():
         fixed |= {f.weight, f.latent, f.u, f.v, f.flat_offset}

@@ -78,9 +78,14 @@ class WeightTransformLinear(nn.Module):
         # added into a copy of M), or MACAW's gradient tap (a zero whose gradient is that of the
         # generated weights; Macaw.meta_losses forms the map's meta-gradient from them).
         self.register_buffer("flat_offset", torch.zeros(0, device=self.map.weight.device), persistent=False)
+        # The generated [W, b] itself, computed once for parameters that several calls use
+        # without differentiating them again (MACAW's adapted value); empty = compute it.
+        self.register_buffer("flat_cache", torch.zeros(0, device=self.map.weight.device), persistent=False)
 
     def generated(self) -> torch.Tensor:
         """The flat ``[W, b]`` of the layer: ``M z + c + U^T (V z)`` (``[D]``)."""
+        if self.flat_cache.shape[-1] > 0:
+            return self.flat_cache
         if self.map.weight.requires_grad:
             # M z as (M @ z[:, None]) when autograd differentiates M: its gradient comes out in
             # M's own layout (F.linear's is transposed, and summing a transposed [D, L] into M's
@@ -118,6 +123,7 @@ class FactoredMap:
     u: str  # buffer of left factors, [K, D]
     v: str  # buffer of right factors, [K, L]
     flat_offset: str  # buffer of an additive term of the generated [W, b], [D] (MACEGA's E z; MACAW's gradient tap)
+    flat_cache: str  # buffer of the generated [W, b] itself, [D] (computed once, see WeightTransformLinear)
 
 
 def factored_maps(module: nn.Module) -> dict[str, FactoredMap]:
@@ -127,7 +133,7 @@ def factored_maps(module: nn.Module) -> dict[str, FactoredMap]:
         if isinstance(layer, WeightTransformLinear):
             pre = f"{name}." if name else ""
             plan[f"{pre}map.weight"] = FactoredMap(
-                f"{pre}map.weight", f"{pre}map.bias", f"{pre}latent", f"{pre}update_u", f"{pre}update_v", f"{pre}flat_offset"
+                f"{pre}map.weight", f"{pre}map.bias", f"{pre}latent", f"{pre}update_u", f"{pre}update_v", f"{pre}flat_offset", f"{pre}flat_cache"
             )
     return plan
 
@@ -137,6 +143,7 @@ def materialise(params: dict[str, torch.Tensor], plan: dict[str, FactoredMap]) -
     out = dict(params)
     for key, f in plan.items():
         u, v = out.pop(f.u, None), out.pop(f.v, None)
+        out.pop(f.flat_cache, None)
         if out.pop(f.flat_offset, None) is not None:
             raise ValueError(f"{key}: a map with an offset (a perturbed copy, a gradient tap) has no plain form here")
         if u is not None and u.shape[-2] > 0:

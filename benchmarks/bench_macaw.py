@@ -85,7 +85,7 @@ class ReferenceMacaw:
         out, pre = _body(obs, p, "body", OBS_DIM, ACT_DIM, self.c.width, self.c.depth)
         if actions is None:
             return torch.tanh(out)
-        h = F.relu(_wt_linear(torch.cat([pre, actions], -1), p, "adv_hidden", self.c.width + ACT_DIM, self.c.adv_width))
+        h = F.relu(_wt_linear(F.relu(torch.cat([pre, actions], -1)), p, "adv_hidden", self.c.width + ACT_DIM, self.c.adv_width))
         return torch.tanh(out), _wt_linear(h, p, "adv_out", self.c.adv_width, 1).squeeze(-1)
 
     def meta_step(self, support: TaskBatch, query: TaskBatch, step: bool = True) -> None:

@@ -20,12 +20,15 @@ Which paths a gradient of ``f(p*)`` takes back to ``p'`` (``paths``):
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.func import vmap
 
 from omrl_data.errors import BadInput
+
+if TYPE_CHECKING:
+    from omrl_algos.networks import FactoredMap
 
 Params = dict[str, torch.Tensor]
 
@@ -49,22 +52,26 @@ def draw_noise(
     for name, shape in shapes.items():
         numel = n_tasks * n_copies * shape.numel()
         if noise == "sign":
-            eps = _random_signs(numel, generator)
+            eps = _random_signs(numel, generator, sigma)
         else:
-            eps = torch.randn(numel, generator=generator, device=generator.device)
-        out[name] = (sigma * eps).view(n_tasks, n_copies, *shape).to(device)
+            eps = sigma * torch.randn(numel, generator=generator, device=generator.device)
+        out[name] = eps.view(n_tasks, n_copies, *shape).to(device)
     return out
 
 
-_BITS = torch.arange(8, dtype=torch.uint8)
+# Byte -> its 8 bits as signs (bit i of byte b is element 8 b + i): one gather per byte.
+_SIGNS = (((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1) * 2 - 1).to(torch.float32)
 
 
-def _random_signs(n: int, generator: torch.Generator) -> torch.Tensor:
-    """``n`` independent fair signs (+-1.0): 8 per random byte. ``sign(N(0, 1))`` has the same
-    distribution but draws a normal per element, about twice the time for a large model."""
+def _random_signs(n: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    """``n`` independent fair signs times ``scale`` (``+-scale``): 8 per random byte.
+    ``sign(N(0, 1))`` has the same distribution but draws a normal per element, about twice the
+    time for a large model. The bytes expand through a 256 x 8 table of ``+-scale`` (one
+    ``index_select``; shifting, masking, converting and scaling took five passes: at paper size
+    that was most of a MACEGA step)."""
     random_bytes = torch.randint(0, 256, ((n + 7) // 8,), generator=generator, dtype=torch.uint8, device=generator.device)
-    bits = (random_bytes.unsqueeze(1) >> _BITS.to(random_bytes.device)) & 1
-    return bits.view(-1)[:n].to(torch.float32).mul_(2.0).sub_(1.0)
+    table = _SIGNS.to(random_bytes.device) * scale
+    return table.index_select(0, random_bytes.int()).view(-1)[:n]
 
 
 def evolve(
@@ -74,6 +81,7 @@ def evolve(
     tau: float,
     paths: str = "both",
     relative: bool = False,
+    factored: "dict[str, FactoredMap] | None" = None,
 ) -> tuple[Params, torch.Tensor, torch.Tensor]:
     """The evolving update of one task's parameters.
 
@@ -83,18 +91,50 @@ def evolve(
     the copies' *relative* loss differences, not on the loss's units. With an absolute tau the
     weights are one-hot as soon as the copies' losses differ by more than ~tau (measured: value
     copies [4e-44, 1] at tau 0.05), and the update is "keep the better copy".
+    factored: weight-transform maps (:func:`omrl_algos.networks.factored_maps`) whose noise is
+    handed to the layer as its product with the latent (``flat_offset``) instead of added into
+    a copy of the map. Same numbers.
     """
     if paths not in PATHS:
         raise BadInput(f"evolving paths {paths!r} is not known; use one of {', '.join(PATHS)}")
+    plan = {k: f for k, f in (factored or {}).items() if k in noise and f.latent in noise}
+    # A factored map's noise enters only through products with its layer's latent:
+    # (M' + E_k)(z' + e_k) = M' z_k + E_k z' + E_k e_k per copy, and for p*
+    # (M' + sum_k w_k E_k)(z' + sum_j w_j e_j) = M' z* + sum_k w_k (E_k z' + sum_j w_j E_k e_j).
+    # Y_k = E_k [z', e_1, ..., e_P] ([P, D, P + 1]) holds every product both need: one pass over
+    # the noise forward and one backward, and no perturbed copy of M.
+    products = {}
+    for k, f in plan.items():
+        z, e_z = params[f.latent], noise[f.latent]
+        products[k] = noise[k] @ torch.cat([z.unsqueeze(-1), e_z.transpose(-1, -2)], dim=-1)
+    # The P copies: perturbed tensors and the maps' products vary by copy, the rest (the maps
+    # themselves, their rank-one updates) is shared.
+    batched, shared = {}, {}
+    for k, p in params.items():
+        if k in plan:
+            shared[k] = p
+            y = products[k]  # [P, D, P + 1]; copy k: E_k z' + E_k e_k
+            batched[plan[k].flat_offset] = y[..., 0] + torch.diagonal(y[..., 1:], dim1=0, dim2=-1).transpose(0, 1)
+        elif k in noise:
+            batched[k] = p.unsqueeze(0) + noise[k]
+        else:
+            shared[k] = p
     # The P copies' losses in one vectorised call (fewer, larger ops than a loop over copies).
-    losses = vmap(loss_fn, randomness="error")({k: p.unsqueeze(0) + noise[k] for k, p in params.items()})
+    losses = vmap(lambda b, c: loss_fn({**b, **c}), in_dims=(0, None), randomness="error")(batched, shared)
     temperature = tau * losses.detach().mean().abs().clamp_min(1e-8) if relative else tau
     weights = torch.softmax(-losses / temperature, dim=0)
     # sum_k w_k (p + eps_k) = p + sum_k w_k eps_k because the weights sum to 1; the gradient
     # is the same (its part along p through the weights, (dL/dp* . p) * sum_k dw_k, is 0),
     # and no copy of the parameters is kept for the backward pass.
     base = params if paths == "both" else {k: p.detach() for k, p in params.items()}
-    combined = {k: base[k] + torch.tensordot(weights, noise[k], dims=1) for k in params}
+    combined = dict(base)
+    for k in noise:
+        if k in plan:
+            y = products[k]
+            along_z = y[..., 0] if paths == "both" else y[..., 0].detach()  # E_k z' (z' detached in "weights")
+            combined[plan[k].flat_offset] = weights @ (along_z + y[..., 1:] @ weights)
+        else:
+            combined[k] = base[k] + torch.tensordot(weights, noise[k], dims=1)
     return combined, weights, losses
 
 

@@ -59,7 +59,7 @@ from omrl_algos import losses
 from omrl_algos.agreement import agreement_weights, weighted_sum
 from omrl_algos.evolving import NOISE_TYPES, PATHS, draw_noise, evolve, weight_entropy
 from omrl_algos.macaw import Macaw, MacawConfig
-from omrl_algos.meta import call, detached, grad_norm, map_tasks, raw_lr, task_tensors
+from omrl_algos.meta import call, clip_and_norm, detached, grad_norm, map_tasks, raw_lr, task_tensors
 from omrl_data.errors import BadInput
 
 # Parts of meta_params() that the policy's outer loss reaches (the rest belongs to the value).
@@ -81,6 +81,7 @@ class MacegaConfig(MacawConfig):
     no_gradient_agreement: bool = False  # ablation "No GA": average the policy meta-gradients instead of agreement weights
     policy_inner_lr_init: float = 0.0  # initial inner lr of the policy (and advantage head); 0 = inner_lr_init. First-order inner steps need a larger policy step to adapt
     agreement_normalise: bool = False  # agreement from the cosines of the task vectors instead of their dot products (a task's weight no longer grows with its vector's norm)
+    weighted_backward: bool = True  # one backward of mean_i L_V,i + sum_i w_i L_P,i with the agreement weights computed first (they come from the inner updates); False = per-task meta-gradients, then their weighted sum (the straightforward version, same numbers; always so with agreement_vectors=outer)
     agreement_vectors: str = "inner"  # the g_i of the agreement weights: inner (each task's inner policy update theta' - theta, as Eshratifar et al.) | outer (the per-task policy meta-gradients); paper 000 does not say which
 
 
@@ -115,24 +116,26 @@ class Macega(Macaw):
         self.noise_generator.set_state(state["noise_generator"])
 
     # ------------------------------------------------------------------------- pure pieces
-    def outer_objective(self, meta: dict, task: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Outer loss of one task, ``L_V(phi*, D_ts) + L_AWR(theta*, phi*, D_ts)``, and logged terms.
+    def outer_terms(self, meta: dict, task: dict) -> dict[str, Any]:
+        """Outer losses of one task, ``L_V(phi*, D_ts)`` and ``L_AWR(theta*, phi*, D_ts)`` (with
+        their graph), and logged terms (detached).
 
         task: ``{"support", "query": {field: [B, ...]}, "noise": {"value"|"policy": {name: [P, ...]}}}``.
-        The two terms touch disjoint meta-parameters, so one gradient of the sum gives both.
         """
         c = self.config
         # Value targets once per batch (MC returns, bootstrapped at truncations as MACAW's).
         support = self._support_targets(meta["value"], task["support"])
         value, policy, terms = self._adapt_params(meta, support, first_order=True)
-        # The task's inner policy update theta' - theta (Eshratifar et al.'s agreement vectors).
-        inner_update = {k: (policy[k] - meta["policy"][k]).detach() for k in policy}
+        # The task's inner policy update theta' - theta (Eshratifar et al.'s agreement vectors);
+        # a factored map's update is its rank-one terms (u, v), never formed.
+        inner_update = {k: (policy[k] - meta["policy"][k]).detach() for k in meta["policy"] if k not in self.policy_plan}
+        inner_factors = {k: (policy[f.u].detach(), policy[f.v].detach()) for k, f in self.policy_plan.items()}
         if not c.no_evolving_gradient:
             adv_coef = F.softplus(meta["adv_coef"])
             value_prime = value
-            value, v_w, _ = evolve(value, lambda p: self._value_loss(p, support)["loss"], task["noise"]["value"], c.tau, c.evolving_paths, c.tau_relative)
+            value, v_w, _ = evolve(value, lambda p: self._value_loss(p, support)["loss"], task["noise"]["value"], c.tau, c.evolving_paths, c.tau_relative, self.value_plan)
             advantages = self._advantages(value_prime, support)  # once for all copies (a constant for the policy)
-            policy, p_w, _ = evolve(policy, lambda p: self._copy_policy_loss(p, advantages, adv_coef, support), task["noise"]["policy"], c.tau, c.evolving_paths, c.tau_relative)
+            policy, p_w, _ = evolve(policy, lambda p: self._copy_policy_loss(p, advantages, adv_coef, support), task["noise"]["policy"], c.tau, c.evolving_paths, c.tau_relative, self.policy_plan)
             terms = {
                 **terms,
                 "evolving_weight_max/value": v_w.max().detach(),
@@ -140,14 +143,22 @@ class Macega(Macaw):
                 "evolving_weight_entropy/value": weight_entropy(v_w).detach(),
                 "evolving_weight_entropy/policy": weight_entropy(p_w).detach(),
             }
-        query = self._query_targets(value, task["query"])  # bootstrapped with phi* (detached)
-        outer_value = self._value_loss(value, query)
+        query = task["query"]
+        outer_value, advantages = self._outer_value(value, query)  # targets bootstrapped with phi* (detached)
         mean = call(self.policy, policy, query["observations"])
-        outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], self._advantages(value, query), c.temperature, c.max_weight)
-        aux = {"value_loss": outer_value["loss"].detach(), "policy_loss": outer_policy["loss"].detach(), "awr_weight_max": outer_policy["awr_weight_max"], **terms}
+        outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], advantages, c.temperature, c.max_weight)
+        out = {"value_loss": outer_value["loss"], "policy_loss": outer_policy["loss"], "awr_weight_max": outer_policy["awr_weight_max"], **terms}
         if c.agreement_vectors == "inner":
-            aux["inner_update"] = inner_update
-        return outer_value["loss"] + outer_policy["loss"], aux
+            out["inner_update"], out["inner_factors"] = inner_update, inner_factors
+        return out
+
+    def outer_objective(self, meta: dict, task: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``L_V(phi*, D_ts) + L_AWR(theta*, phi*, D_ts)`` of one task and its logged terms.
+        The two terms touch disjoint meta-parameters, so one gradient of the sum gives both."""
+        out = self.outer_terms(meta, task)
+        value_loss, policy_loss = out["value_loss"], out["policy_loss"]
+        aux = {**out, "value_loss": value_loss.detach(), "policy_loss": policy_loss.detach()}
+        return value_loss + policy_loss, aux
 
     def _copy_policy_loss(self, policy_params: dict, advantages: torch.Tensor, adv_coef: torch.Tensor, support: dict) -> torch.Tensor:
         """The inner policy loss L_P (as MACAW's ``_policy_inner_loss``) with given advantages."""
@@ -167,49 +178,69 @@ class Macega(Macaw):
         out = {}
         for part, module in (("value", self.value), ("policy", self.policy)):
             shapes = {k: p.shape for k, p in module.named_parameters()}
-            out[part] = draw_noise(shapes, n_tasks, c.perturbations, c.sigma, c.noise, self.noise_generator, self.device)
+            dtype = next(module.parameters()).dtype
+            out[part] = {k: v.to(dtype) for k, v in draw_noise(shapes, n_tasks, c.perturbations, c.sigma, c.noise, self.noise_generator, self.device).items()}
         return out
 
-    def per_task_gradients(self, support: Any, query: Any) -> tuple[dict, dict[str, torch.Tensor]]:
-        """Per-task meta-gradients ``{...: [T, ...]}`` and terms ``{name: [T]}`` of a meta-batch."""
+    def _per_task(self, support: Any, query: Any) -> dict[str, Any]:
         per_task = {"support": task_tensors(support), "query": task_tensors(query)}
         if not self.config.no_evolving_gradient:
             per_task["noise"] = self._noise(support.num_tasks)
+        return per_task
+
+    def per_task_gradients(self, support: Any, query: Any) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Per-task meta-gradients ``{...: [T, ...]}`` and terms ``{name: [T]}`` of a meta-batch."""
         meta = {k: (detached(v) if isinstance(v, dict) else v.detach()) for k, v in self.meta_params().items()}
-        return map_tasks(self.task_gradients, meta, per_task, use_vmap=self.config.vmap)
+        return map_tasks(self.task_gradients, meta, self._per_task(support, query), use_vmap=self.config.vmap)
+
+    def _agreement(self, out: dict, grads: dict | None, n_tasks: int) -> torch.Tensor:
+        """The tasks' policy weights (agreement weights, or 1/T without agreement)."""
+        c = self.config
+        factors = out.pop("inner_factors", {})
+        if c.no_gradient_agreement:
+            out.pop("inner_update", None)
+            return torch.full((n_tasks,), 1.0 / n_tasks, device=self.device)
+        if c.agreement_vectors == "inner":
+            return agreement_weights(list(out.pop("inner_update").values()), factors=list(factors.values()), normalise=self.config.agreement_normalise)
+        return agreement_weights(list(grads["policy"].values()), normalise=self.config.agreement_normalise)
+
+    def _weighted_backward(self, support: Any, query: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One backward of ``mean_i L_V,i + sum_i w_i L_P,i``: the gradient the per-task path
+        forms as ``mean_i g^V_i`` and ``sum_i w_i g^P_i`` (the weights are constants, and the
+        value and policy losses touch disjoint meta-parameters), without per-task gradients."""
+        out = map_tasks(self.outer_terms, self.meta_params(), self._per_task(support, query), use_vmap=self.config.vmap)
+        weights = self._agreement(out, None, support.num_tasks)
+        self.optimizer.zero_grad(set_to_none=True)
+        (out["value_loss"].mean() + (weights.to(out["policy_loss"].dtype) * out["policy_loss"]).sum()).backward()
+        out["value_loss"], out["policy_loss"] = out["value_loss"].detach(), out["policy_loss"].detach()
+        return out, weights
 
     # ------------------------------------------------------------------------------ training
     def train_step(self, sampler: Any) -> dict[str, float]:
         c = self.config
         support, query = sampler.sample_support_query(c.support_size, c.query_size, contiguous=c.contiguous_support, stride=c.support_stride)
-        grads, out = self.per_task_gradients(support, query)
-        n_tasks = support.num_tasks
-        if c.no_gradient_agreement:
-            weights = torch.full((n_tasks,), 1.0 / n_tasks, device=self.device)
+        if c.weighted_backward and (c.agreement_vectors == "inner" or c.no_gradient_agreement):
+            out, weights = self._weighted_backward(support, query)
         else:
-            vectors = out.pop("inner_update") if c.agreement_vectors == "inner" else grads["policy"]
-            weights = agreement_weights(list(vectors.values()), normalise=c.agreement_normalise)
-        out.pop("inner_update", None)
-        live = self.meta_params()
-        self.optimizer.zero_grad(set_to_none=True)
-        for part in live:
-            params, _ = tree_flatten(live[part])
-            task_grads, _ = tree_flatten(grads[part])
-            for p, g in zip(params, task_grads):
-                if p.requires_grad:
-                    p.grad = weighted_sum(g, weights) if part in POLICY_SIDE else g.mean(0)
+            grads, out = self.per_task_gradients(support, query)
+            weights = self._agreement(out, grads, support.num_tasks)
+            live = self.meta_params()
+            self.optimizer.zero_grad(set_to_none=True)
+            for part in live:
+                params, _ = tree_flatten(live[part])
+                task_grads, _ = tree_flatten(grads[part])
+                for p, g in zip(params, task_grads):
+                    if p.requires_grad:
+                        p.grad = weighted_sum(g, weights) if part in POLICY_SIDE else g.mean(0)
         metrics = {
             "train/value_loss": float(out["value_loss"].mean()),
             "train/policy_loss": float(out["policy_loss"].mean()),
-            "train/meta_grad_norm/value": grad_norm(self.value.parameters()),
-            "train/meta_grad_norm/policy": grad_norm(self.policy.parameters()),
+            "train/meta_grad_norm/value": clip_and_norm(self.value.parameters(), c.grad_clip),
+            "train/meta_grad_norm/policy": clip_and_norm(self.policy.parameters(), c.grad_clip),
             "train/meta_grad_norm/inner_lrs": grad_norm(self._learned_scalars()),
             "train/agreement_weight_min": float(weights.min()),
             "train/agreement_weight_max": float(weights.max()),
         }
-        if c.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.value.parameters(), c.grad_clip)
-            nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
         self.optimizer.step()
         for key, value in out.items():
             if key not in ("value_loss", "policy_loss"):

@@ -8,10 +8,20 @@ gives plain linear layers of the same width (the paper's "No WT, equal width" ab
 
 The modules are ordinary ``nn.Module`` s; the meta-learning core never mutates them, it calls
 them with :func:`torch.func.functional_call` on dicts of (adapted) parameters.
+
+**Adapted maps are never formed** (``factored_maps``). The gradient of a loss with respect to a
+layer's map ``M`` is ``g z^T`` with ``g`` the gradient with respect to the generated
+``[W, b]`` (which is the gradient with respect to the map's bias ``c``): rank one per inner
+step. An adapted layer is therefore ``M + sum_k u_k v_k^T`` with ``u_k = -lr g_k`` and
+``v_k = z_k``, held in the layer's two non-persistent buffers ``update_u [K, D]`` and
+``update_v [K, L]`` (empty for the meta-parameters) and applied as ``M z + U^T (V z) + c``:
+``O(K (D + L))`` extra work instead of a ``D x L`` copy per task and step (1M entries per
+100-unit layer at latent 100). :func:`materialise` turns such a dict back into plain parameters.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +59,7 @@ class WeightTransformLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.latent = nn.Parameter(torch.randn(latent_dim) / out_features)
         self.map = nn.Linear(latent_dim, out_features * in_features + out_features)
+        self._register_updates()
         if init == "reference":  # nn.Linear's default init of the map (the reference code's)
             return
         with torch.no_grad():
@@ -56,12 +67,88 @@ class WeightTransformLinear(nn.Module):
             bound = 1.0 / math.sqrt(in_features)
             self.map.bias.uniform_(-bound, bound)
 
+    def _register_updates(self) -> None:
+        # The adapted map's rank-one terms (module docstring); empty = the map itself. Not
+        # persistent: a state_dict holds meta-parameters only.
+        d, latent_dim = self.map.out_features, self.map.in_features
+        self.register_buffer("update_u", torch.zeros(0, d, device=self.map.weight.device), persistent=False)
+        self.register_buffer("update_v", torch.zeros(0, latent_dim, device=self.map.weight.device), persistent=False)
+        # An additive term of the generated [W, b] ([D]; empty = none): MACEGA's perturbation
+        # of the map as its product E z with the latent (omrl_algos.evolving; the noise is never
+        # added into a copy of M), or MACAW's gradient tap (a zero whose gradient is that of the
+        # generated weights; Macaw.meta_losses forms the map's meta-gradient from them).
+        self.register_buffer("flat_offset", torch.zeros(0, device=self.map.weight.device), persistent=False)
+        # The generated [W, b] itself, computed once for parameters that several calls use
+        # without differentiating them again (MACAW's adapted value); empty = compute it.
+        self.register_buffer("flat_cache", torch.zeros(0, device=self.map.weight.device), persistent=False)
+
+    def generated(self) -> torch.Tensor:
+        """The flat ``[W, b]`` of the layer: ``M z + c + U^T (V z)`` (``[D]``)."""
+        if self.flat_cache.shape[-1] > 0:
+            return self.flat_cache
+        if self.map.weight.requires_grad:
+            # M z as (M @ z[:, None]) when autograd differentiates M: its gradient comes out in
+            # M's own layout (F.linear's is transposed, and summing a transposed [D, L] into M's
+            # gradient cost ~20 ms per map and step at paper size).
+            flat = (self.map.weight @ self.latent.unsqueeze(-1)).squeeze(-1) + self.map.bias
+        else:
+            # M detached (MACAW's tapped meta-step, evaluation): under vmap one [T, L] x [L, D]
+            # product that reads M once (the form above reads it once per task).
+            flat = F.linear(self.latent, self.map.weight, self.map.bias)
+        if self.update_u.shape[-2] > 0:
+            flat = flat + (self.update_v @ self.latent) @ self.update_u
+        if self.flat_offset.shape[-1] > 0:
+            flat = flat + self.flat_offset
+        return flat
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = self.map(self.latent)
+        flat = self.generated()
         n_w = self.out_features * self.in_features
         weight = flat[:n_w].view(self.out_features, self.in_features)
         bias = flat[n_w:]
         return F.linear(x, weight, bias)
+
+
+@dataclass(frozen=True)
+class FactoredMap:
+    """Where an inner step puts the update of one weight-transform map (parameter names).
+
+    The gradient of the map ``weight`` is ``outer(grad of bias, latent)``; the step appends
+    ``-lr * grad of bias`` to ``u`` and the latent to ``v`` instead of changing ``weight``.
+    """
+
+    weight: str  # the map M, [D, L] (never changed by an inner step)
+    bias: str  # the map's bias c, [D]: its gradient is the gradient of the generated [W, b]
+    latent: str  # the layer's latent z, [L]
+    u: str  # buffer of left factors, [K, D]
+    v: str  # buffer of right factors, [K, L]
+    flat_offset: str  # buffer of an additive term of the generated [W, b], [D] (MACEGA's E z; MACAW's gradient tap)
+    flat_cache: str  # buffer of the generated [W, b] itself, [D] (computed once, see WeightTransformLinear)
+
+
+def factored_maps(module: nn.Module) -> dict[str, FactoredMap]:
+    """The rank-one update plan of every weight-transform layer of ``module``, by map name."""
+    plan = {}
+    for name, layer in module.named_modules():
+        if isinstance(layer, WeightTransformLinear):
+            pre = f"{name}." if name else ""
+            plan[f"{pre}map.weight"] = FactoredMap(
+                f"{pre}map.weight", f"{pre}map.bias", f"{pre}latent", f"{pre}update_u", f"{pre}update_v", f"{pre}flat_offset", f"{pre}flat_cache"
+            )
+    return plan
+
+
+def materialise(params: dict[str, torch.Tensor], plan: dict[str, FactoredMap]) -> dict[str, torch.Tensor]:
+    """Plain parameters (the adapted maps formed, ``M + U^T V``) from a factored dict."""
+    out = dict(params)
+    for key, f in plan.items():
+        u, v = out.pop(f.u, None), out.pop(f.v, None)
+        out.pop(f.flat_cache, None)
+        if out.pop(f.flat_offset, None) is not None:
+            raise ValueError(f"{key}: a map with an offset (a perturbed copy, a gradient tap) has no plain form here")
+        if u is not None and u.shape[-2] > 0:
+            out[key] = out[key] + u.transpose(-1, -2) @ v
+    return out
 
 
 def make_linear(in_features: int, out_features: int, weight_transform: bool, latent_dim: int, wt_init: str = "scaled") -> nn.Module:

@@ -21,6 +21,7 @@ outer (query) targets and the outer advantages bootstrap with the task's *adapte
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,7 @@ class MacawConfig:
     vmap: bool = True  # tasks of a meta-batch through torch.func.vmap; False = Python loop (same numbers)
     grad_clip: float = 10.0  # clip the meta-gradient norm per network (0 = off); measured on cheetah_vel (README): 3 runs with 10 reached 0.43-0.52 normalised, 1 without 0.18, at outer lr 1e-3
     bootstrap: bool = True  # outer value targets R_t + gamma^(T-t) V_phi'(s_T) at time-limit truncations, phi' the adapted value (reference); False = plain MC returns
+    bootstrap_target_tau: float = 0.0  # 0: bootstrap the outer targets with the task's adapted value (detached); > 0: with a slow Polyak copy of the meta value, moved this fraction towards it after every outer step (a target network; measured: the adapted value's self-bootstrap diverged on point_robot_sparse's 20-step episodes)
     inner_bootstrap: bool = False  # bootstrap the inner (support) value targets too, with the meta value (reference: off, no_bootstrap)
     reward_scale: float = 0.0  # returns are multiplied by this for the value; 0 = auto: 1 / std of the training tasks' MC returns, resolved at the start of training and saved in config.yaml
 
@@ -108,6 +110,10 @@ class Macaw(MetaAlgorithm):
         self.value_plan = factored_maps(self.value) if c.wt_factored else {}
         self.policy_plan = factored_maps(self.policy) if c.wt_factored else {}
         self._map_grad_buffers: dict[tuple[str, str], torch.Tensor] = {}  # the maps' .grad storage (meta_losses)
+        # The slow target copy of the meta value (bootstrap_target_tau > 0): buffers, not parameters.
+        self.value_target: ValueNetwork | None = None
+        if c.bootstrap_target_tau > 0:
+            self.value_target = copy.deepcopy(self.value).requires_grad_(False)
         self.adv_coef = nn.Parameter(torch.tensor(raw_lr(c.adv_coef_init), device=self.device))
         for p in self._learned_scalars():
             p.requires_grad_(c.learn_inner_lrs)
@@ -138,18 +144,27 @@ class Macaw(MetaAlgorithm):
         return task["targets"]
 
     def _support_targets(self, meta_value: dict, support: dict) -> dict:
-        """Support rows with inner targets: MC returns (scaled), bootstrapped with the meta value
-        only if ``inner_bootstrap``."""
+        """Support rows with inner targets: MC returns (scaled), bootstrapped only if
+        ``inner_bootstrap``, with the meta value (or its target copy when there is one)."""
         value = None
         if self.config.inner_bootstrap:
-            frozen = detached(meta_value)
+            frozen = detached(params_of(self.value_target) if self.value_target is not None else meta_value)
             value = lambda obs: call(self.value, frozen, obs)  # noqa: E731
         return {**support, "targets": self.value_targets()(support, value)}
 
     def _query_targets(self, value_params: dict, query: dict) -> dict:
         """Query rows with outer targets, bootstrapped with the (detached) adapted value."""
-        frozen = detached(value_params)
+        frozen = detached(params_of(self.value_target) if self.value_target is not None else value_params)
         return {**query, "targets": self.value_targets()(query, lambda obs: call(self.value, frozen, obs))}
+
+    @torch.no_grad()
+    def update_value_target(self) -> None:
+        """Move the target copy of the meta value towards it (after every outer step)."""
+        if self.value_target is None:
+            return
+        tau = self.config.bootstrap_target_tau
+        for target, live in zip(self.value_target.parameters(), self.value.parameters()):
+            target.lerp_(live, tau)
 
     def _outer_value(self, value_params: dict, query: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The outer value loss on the query rows and their advantages ``R - V_phi(s)`` (a
@@ -158,7 +173,12 @@ class Macaw(MetaAlgorithm):
         the value over the query and bootstrap observations together instead of three."""
         targets_of = self.value_targets()
         obs = query["observations"]
-        if targets_of.bootstrap and "bootstrap_observations" in query:
+        if targets_of.bootstrap and "bootstrap_observations" in query and self.value_target is not None:
+            values = call(self.value, value_params, obs)
+            frozen = detached(params_of(self.value_target))
+            end_values = call(self.value, frozen, query["bootstrap_observations"]).detach()
+            targets = targets_of({**query, "bootstrap_observations": end_values}, lambda end: end)
+        elif targets_of.bootstrap and "bootstrap_observations" in query:
             both = call(self.value, value_params, torch.cat([obs, query["bootstrap_observations"]], dim=-2))
             values, end_values = both[..., : obs.shape[-2]], both[..., obs.shape[-2] :].detach()
             targets = targets_of({**query, "bootstrap_observations": end_values}, lambda end: end)
@@ -371,6 +391,7 @@ class Macaw(MetaAlgorithm):
             "train/meta_grad_norm/inner_lrs": grad_norm(self._learned_scalars()),
         }
         self.optimizer.step()
+        self.update_value_target()
         for key in ("awr_weight_max", "inner_value_mse", "inner_awr", "inner_adv_mse"):
             if key in out:
                 metrics[f"train/{key}"] = float(out[key].mean())

@@ -242,6 +242,7 @@ class Macega(Macaw):
             "train/agreement_weight_max": float(weights.max()),
         }
         self.optimizer.step()
+        self.update_value_target()
         for key, value in out.items():
             if key not in ("value_loss", "policy_loss"):
                 metrics[f"train/{key}"] = float(value.mean())

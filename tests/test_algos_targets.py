@@ -73,6 +73,35 @@ def test_macaw_inner_targets_are_mc_and_outer_targets_bootstrap_with_the_adapted
     torch.testing.assert_close(query["targets"], 0.1 * task["mc_returns"] + task["mc_bootstrap_discount"] * v_adapted)
 
 
+def test_macaw_target_copy_bootstraps_and_follows_the_meta_value_by_tau():
+    torch.manual_seed(0)
+    algo = Macaw(MacawConfig(**SMALL, reward_scale=0.1, bootstrap_target_tau=0.25), obs_dim=3, act_dim=2)
+    task = {k: v[0] for k, v in task_tensors(make_batch(1, 16, 3, 2, 3)).items()}
+    meta = algo.meta_params()
+    value, _, _ = algo._adapt_params(meta, task, first_order=True)
+    # The outer targets bootstrap with the target copy, not the adapted value.
+    with torch.no_grad():
+        for p in algo.value_target.parameters():
+            p.add_(0.3)
+    v_target = algo.value_target(task["bootstrap_observations"]).detach()
+    assert not torch.allclose(v_target, call(algo.value, value, task["bootstrap_observations"]).detach())
+    expected = 0.1 * task["mc_returns"] + task["mc_bootstrap_discount"] * v_target
+    torch.testing.assert_close(algo._query_targets(value, task)["targets"], expected)
+    loss, _ = algo._outer_value(value, task)
+    torch.testing.assert_close(loss["loss"], ((call(algo.value, value, task["observations"]) - expected) ** 2).mean())
+    # and with inner_bootstrap the support targets too.
+    algo.config.inner_bootstrap = True
+    torch.testing.assert_close(algo._support_targets(meta["value"], task)["targets"], expected)
+    # After an outer step the copy moves tau of the way to the meta value; it is saved with the model.
+    before = [p.clone() for p in algo.value_target.parameters()]
+    live = [p.detach().clone() for p in algo.value.parameters()]
+    algo.update_value_target()
+    for b, v, t in zip(before, live, algo.value_target.parameters()):
+        torch.testing.assert_close(t, b + 0.25 * (v - b))
+    assert any(k.startswith("value_target.") for k in algo.state_dict())
+    assert not any(p.requires_grad for p in algo.value_target.parameters())
+
+
 def test_mtft_awr_weights_are_normalised_per_task():
     torch.manual_seed(0)
     algo = MultiTaskFineTune(MtftConfig(width=8, depth=1, weight_transform=False, bootstrap=False), obs_dim=3, act_dim=2)

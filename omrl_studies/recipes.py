@@ -87,6 +87,26 @@ BUDGETS: dict[str, dict[str, Any]] = {
                 steps_per_task=4_000,  # 200 episodes of 20 steps per task, ~1 min
                 sac={"net_arch": [128, 128], "learning_starts": 500},  # a 2-D task needs no 256x256 SAC
             ),
+            # Not in the protocol's default families: the dynamics-changing families' small recipes
+            # (dataset cards; the context methods' comparison of issue 13). Shared SAC as cheetah_vel.
+            "hopper_params": dict(
+                tasks=8,
+                split="random",
+                split_args={"test_fraction": 0.25},  # 2 held-out dynamics
+                mode="shared",
+                shards=2,  # two learners of 4 tasks each (= 2 workers)
+                steps_per_task=15_000,
+                sac={"updates_per_step": 2.0},
+            ),
+            "walker_params": dict(
+                tasks=8,
+                split="random",
+                split_args={"test_fraction": 0.25},
+                mode="shared",
+                shards=2,  # two learners of 4 tasks each (= 2 workers)
+                steps_per_task=15_000,
+                sac={"updates_per_step": 2.0},
+            ),
             "bandit": dict(
                 tasks=16,  # paper 003: 12 training tasks (+ 4 held out here)
                 split="random",

@@ -3,7 +3,7 @@
 P6: MACAW meta-step with weight transforms over plain layers of the same width, and ours over
 the reference code's per-task loop (``bench_macaw.ReferenceMacaw``: autograd.grad with
 create_graph per task, the adapted maps formed), at paper size and in the small-net many-task
-setting. P7: MACEGA's meta-step over MACAW's at paper size. "before" is the straightforward
+setting. P7: MACEGA's meta-step over MACAW's at paper size. Meta-BC's meta-step before / after. "before" is the straightforward
 version kept in the tree: ``wt_factored=false`` (adapted maps formed), the unfused Adam, and for
 MACEGA ``weighted_backward=false`` (per-task gradients); "after" the defaults.
 Peak RSS: two paper-size meta-steps per variant, each in a fresh subprocess (VmHWM).
@@ -124,6 +124,21 @@ def p7(args) -> None:
     print(f"  MACAW after / before: {ratio(t, 'MACAW after', 'MACAW before')};  MACEGA after / before: {ratio(t, 'MACEGA after', 'MACEGA before')}")
 
 
+def metabc(args) -> None:
+    """Meta-BC (MACAW's policy network, MAML with BC losses) at paper size, before / after."""
+    from omrl_algos.metabc import MetaBC, MetaBCConfig
+
+    dataset = build_dataset(5, 5000, OBS, ACT, 200)
+    settings = dict(PAPER)
+    t = race({
+        "meta-BC after": train_fn(build(MetaBC, MetaBCConfig, settings), dataset),
+        "meta-BC before": train_fn(build(MetaBC, MetaBCConfig, settings, before=True), dataset),
+    }, args.rounds, args.steps)
+    print(f"\nmeta-BC paper size: {settings}")
+    show(t)
+    print(f"  after / before: {ratio(t, 'meta-BC after', 'meta-BC before')}")
+
+
 def rss_child(variant: str) -> None:
     """One paper-size train_step (after a warm-up step) of ``variant``; prints peak RSS in MB."""
     torch.set_num_threads(1)
@@ -184,7 +199,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--only", choices=("p6", "p7", "rss", "profile"), default=None)
+    ap.add_argument("--only", choices=("p6", "p7", "metabc", "rss", "profile"), default=None)
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -199,6 +214,8 @@ def main() -> None:
         p6("small net, many tasks", MANY, args)
     if args.only in (None, "p7"):
         p7(args)
+    if args.only in (None, "metabc"):
+        metabc(args)
     if args.only in (None, "rss") and not args.skip_rss:
         rss()
     if args.only == "profile" or args.profile:

@@ -3,7 +3,7 @@
 P6: MACAW meta-step with weight transforms over plain layers of the same width, and ours over
 the reference code's per-task loop (``bench_macaw.ReferenceMacaw``: autograd.grad with
 create_graph per task, the adapted maps formed), at paper size and in the small-net many-task
-setting. P7: MACEGA's meta-step over MACAW's at paper size. "before" is the straightforward
+setting. P7: MACEGA's meta-step over MACAW's at paper size. Meta-BC's and MT+FT's steps before / after. "before" is the straightforward
 version kept in the tree: ``wt_factored=false`` (adapted maps formed), the unfused Adam, and for
 MACEGA ``weighted_backward=false`` (per-task gradients); "after" the defaults.
 Peak RSS: two paper-size meta-steps per variant, each in a fresh subprocess (VmHWM).
@@ -124,6 +124,28 @@ def p7(args) -> None:
     print(f"  MACAW after / before: {ratio(t, 'MACAW after', 'MACAW before')};  MACEGA after / before: {ratio(t, 'MACEGA after', 'MACEGA before')}")
 
 
+def baselines(args) -> None:
+    """Meta-BC (MACAW's policy network, MAML with BC losses) and MT+FT at paper size, before /
+    after. MT+FT has no inner step: its "before" differs by the unfused Adam only (its one-pass
+    norms and clipping are not a setting)."""
+    from omrl_algos.metabc import MetaBC, MetaBCConfig
+    from omrl_algos.mtft import MtftConfig, MultiTaskFineTune
+
+    dataset = build_dataset(5, 5000, OBS, ACT, 200)
+    mtft = dict(width=100, depth=3, latent_dim=100, meta_batch=5, batch_size=256)
+    before_mtft = build(MultiTaskFineTune, MtftConfig, mtft)
+    before_mtft.optimizer = torch.optim.Adam([{k: v for k, v in g.items() if k != "fused"} for g in before_mtft.optimizer.param_groups])
+    t = race({
+        "meta-BC after": train_fn(build(MetaBC, MetaBCConfig, dict(PAPER)), dataset),
+        "meta-BC before": train_fn(build(MetaBC, MetaBCConfig, dict(PAPER), before=True), dataset),
+        "MT+FT after": train_fn(build(MultiTaskFineTune, MtftConfig, mtft), dataset),
+        "MT+FT before (unfused Adam)": train_fn(before_mtft, dataset),
+    }, args.rounds, args.steps)
+    print(f"\nbaselines, paper size: meta-BC {PAPER}; MT+FT {mtft}")
+    show(t)
+    print(f"  meta-BC after / before: {ratio(t, 'meta-BC after', 'meta-BC before')};  MT+FT after / before: {ratio(t, 'MT+FT after', 'MT+FT before (unfused Adam)')}")
+
+
 def rss_child(variant: str) -> None:
     """One paper-size train_step (after a warm-up step) of ``variant``; prints peak RSS in MB."""
     torch.set_num_threads(1)
@@ -184,7 +206,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--only", choices=("p6", "p7", "rss", "profile"), default=None)
+    ap.add_argument("--only", choices=("p6", "p7", "baselines", "rss", "profile"), default=None)
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -199,6 +221,8 @@ def main() -> None:
         p6("small net, many tasks", MANY, args)
     if args.only in (None, "p7"):
         p7(args)
+    if args.only in (None, "baselines"):
+        baselines(args)
     if args.only in (None, "rss") and not args.skip_rss:
         rss()
     if args.only == "profile" or args.profile:

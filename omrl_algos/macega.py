@@ -51,7 +51,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.func import grad
 from torch.utils._pytree import tree_flatten
 

@@ -20,8 +20,8 @@ from torch import nn
 
 from omrl_algos import losses
 from omrl_algos.base import Agent, MetaAlgorithm
-from omrl_algos.meta import call, detached, grad_norm, inner_step, lrs_for, make_inner_lrs, map_tasks, params_of, task_tensors
-from omrl_algos.networks import GaussianPolicy
+from omrl_algos.meta import call, detached, grad_norm, inner_step, lrs_for, make_inner_lrs, map_tasks, outer_adam, params_of, task_tensors
+from omrl_algos.networks import GaussianPolicy, factored_maps, materialise
 from omrl_data.batch import TaskBatch
 
 
@@ -33,6 +33,7 @@ class MetaBCConfig:
     depth: int = 3  # hidden layers of the policy
     weight_transform: bool = True  # weight-transform layers (as MACAW); False = plain linear layers
     latent_dim: int = 100  # size of each layer's latent code (weight transform only)
+    wt_factored: bool = True  # inner steps keep a map's update as rank-one terms, never forming the adapted map (as MACAW's; False = form it, same numbers)
     wt_init: str = "scaled"  # weight-transform map init: scaled (M ~ N(0, 1/D), plain-layer bias; one inner step no larger than a plain layer's) | reference (nn.Linear default, as the reference code)
     policy_sigma: float = 0.2  # fixed standard deviation of the Gaussian policy
     meta_batch: int = 5  # tasks per meta-batch
@@ -60,12 +61,13 @@ class MetaBC(MetaAlgorithm):
         net = dict(width=c.width, depth=c.depth, weight_transform=c.weight_transform, latent_dim=c.latent_dim, wt_init=c.wt_init)
         self.policy = GaussianPolicy(obs_dim, act_dim, sigma=c.policy_sigma, advantage_head=False, **net).to(self.device)
         self.policy_lrs = make_inner_lrs(self.policy, c.inner_lr_init, self.device)
+        self.policy_plan = factored_maps(self.policy) if c.wt_factored else {}
         for p in self.policy_lrs.parameters():
             p.requires_grad_(c.learn_inner_lrs)
         groups = [{"params": list(self.policy.parameters()), "lr": c.policy_lr}]
         if c.learn_inner_lrs:
             groups.append({"params": list(self.policy_lrs.parameters()), "lr": c.lr_lr})
-        self.optimizer = torch.optim.Adam(groups)
+        self.optimizer = outer_adam(groups, self.device)
 
     # ------------------------------------------------------------------------- pure pieces
     def _bc_loss(self, policy_params: dict, rows: dict) -> dict[str, torch.Tensor]:
@@ -76,7 +78,7 @@ class MetaBC(MetaAlgorithm):
         lrs = lrs_for(policy, meta["policy_lrs"])
         terms: dict[str, torch.Tensor] = {}
         for k in range(self.config.inner_steps):
-            policy, step_terms = inner_step(self._bc_loss, policy, lrs, support, first_order=first_order)
+            policy, step_terms = inner_step(self._bc_loss, policy, lrs, support, first_order=first_order, factored=self.policy_plan)
             if k == 0:
                 terms = {"inner_bc": step_terms["bc"]}
         return policy, terms
@@ -115,4 +117,4 @@ class MetaBC(MetaAlgorithm):
         meta = {"policy": detached(params_of(self.policy)), "policy_lrs": {k: v.detach() for k, v in self.policy_lrs.items()}}
         support = {k: v[0] for k, v in task_tensors(batch.to(self.device)).items()}
         policy, _ = self._adapt_params(meta, support, first_order=True)
-        return self.make_agent(policy)
+        return self.make_agent(materialise(policy, self.policy_plan))

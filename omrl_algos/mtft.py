@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from omrl_algos import losses
 from omrl_algos.base import Agent, MetaAlgorithm
-from omrl_algos.meta import Params, call, grad_norm, params_of
+from omrl_algos.meta import Params, call, clip_and_norm, outer_adam, params_of
 from omrl_algos.networks import GaussianPolicy, ValueNetwork
 from omrl_data.batch import TaskBatch
 from omrl_data.errors import BadInput
@@ -65,8 +64,8 @@ class MultiTaskFineTune(MetaAlgorithm):
         net = dict(width=c.width, depth=c.depth, weight_transform=c.weight_transform, latent_dim=c.latent_dim, wt_init=c.wt_init)
         self.value = ValueNetwork(obs_dim, **net).to(self.device)
         self.policy = GaussianPolicy(obs_dim, act_dim, sigma=c.policy_sigma, advantage_head=False, **net).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            [{"params": list(self.value.parameters()), "lr": c.value_lr}, {"params": list(self.policy.parameters()), "lr": c.policy_lr}]
+        self.optimizer = outer_adam(
+            [{"params": list(self.value.parameters()), "lr": c.value_lr}, {"params": list(self.policy.parameters()), "lr": c.policy_lr}], self.device
         )
 
     # ------------------------------------------------------------------------- pure pieces
@@ -100,12 +99,10 @@ class MultiTaskFineTune(MetaAlgorithm):
             "train/value_loss": float(value_terms["loss"].detach()),
             "train/policy_loss": float(policy_terms["loss"].detach()),
             "train/awr_weight_max": float(policy_terms["awr_weight_max"]),
-            "train/grad_norm/value": grad_norm(self.value.parameters()),
-            "train/grad_norm/policy": grad_norm(self.policy.parameters()),
+            # Norms before clipping (clip_and_norm clips to grad_clip when it is positive).
+            "train/grad_norm/value": clip_and_norm(self.value.parameters(), c.grad_clip),
+            "train/grad_norm/policy": clip_and_norm(self.policy.parameters(), c.grad_clip),
         }
-        if c.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.value.parameters(), c.grad_clip)
-            nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
         self.optimizer.step()
         return metrics
 

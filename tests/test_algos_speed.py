@@ -156,3 +156,22 @@ def test_clip_and_norm_is_clip_grad_norm(max_norm):
         torch.testing.assert_close(p.grad, q.grad)
     if max_norm == 0.5:
         assert float(torch.cat([p.grad.flatten() for p in a]).norm()) == pytest.approx(0.5, rel=1e-5)
+
+
+@pytest.mark.parametrize("inner_steps,first_order", [(1, False), (2, False), (2, True)])
+def test_factored_meta_bc_meta_gradients_equal_the_dense_ones(inner_steps, first_order):
+    from omrl_algos.metabc import MetaBC, MetaBCConfig
+
+    grads = {}
+    for factored in (True, False):
+        torch.manual_seed(0)
+        algo = MetaBC(MetaBCConfig(width=16, depth=2, latent_dim=8, meta_batch=3, inner_lr_init=0.05, inner_steps=inner_steps, first_order=first_order, wt_factored=factored), 3, 2).to(torch.float64)
+        support, query = (_cast(make_batch(3, 16, 3, 2, seed), torch.float64) for seed in (1, 2))
+        meta = {"policy": params_of(algo.policy), "policy_lrs": dict(algo.policy_lrs.items())}
+        from omrl_algos.meta import map_tasks, task_tensors
+
+        out = map_tasks(algo.task_objective, meta, {"support": task_tensors(support), "query": task_tensors(query)})
+        out["policy_loss"].mean().backward()
+        grads[factored] = {k: p.grad.clone() for k, p in algo.named_parameters() if p.grad is not None}
+    assert any(k.endswith("map.weight") for k in grads[True])
+    assert _worst_relative(grads[True], grads[False]) < 1e-9

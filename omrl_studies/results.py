@@ -341,6 +341,18 @@ def point_view(ev: dict[str, Any], point: Any, family: str, train_range: Any = N
     return {**ev, "tasks": tasks, "mean": {} if changed else ev.get("mean")}
 
 
+def base_task_indices(dataset_id: str, root: Any = None) -> list[int] | None:
+    """The base dataset's index of each task of a slice (its lineage), None for a non-slice."""
+    from omrl_data.store import catalog
+
+    try:
+        meta = catalog.read_metadata(catalog.resolve(dataset_id, root), missing_ok=True) or {}
+    except Exception:  # noqa: BLE001 - a table must not fail on a missing dataset
+        return None
+    parent = (meta.get("lineage") or {}).get("parent_tasks")
+    return [int(t) for t in parent] if parent is not None else None
+
+
 def percentage_drop(reference: float | None, value: float | None) -> float | None:
     """100 (reference - value) / |reference|: how much of the expert score a tier loses (Table IV)."""
     if reference is None or value is None or not math.isfinite(reference) or abs(reference) < 1e-12:
@@ -358,6 +370,7 @@ def aggregate_points(plan: Any, outcomes: list[RunOutcome], root: Any = None) ->
     for oc in outcomes:
         by_key.setdefault((oc.spec.tag, oc.spec.algorithm), []).append(oc)
     refs_cache: dict[str, dict[str, Any]] = {}
+    base_cache: dict[str, list[int] | None] = {}
     rows, failed = [], []
     for oc in outcomes:
         if oc.action == "failed":
@@ -375,7 +388,12 @@ def aggregate_points(plan: Any, outcomes: list[RunOutcome], root: Any = None) ->
                 ds = str(ev.get("dataset") or oc.spec.dataset_id)
                 if ds not in refs_cache:
                     refs_cache[ds] = dataset_references(ds, root)
-                runs.append((oc, run_row(view, refs_cache[ds])))
+                    base_cache[ds] = base_task_indices(ds, root)
+                row = run_row(view, refs_cache[ds])
+                for t in row["tasks"]:
+                    b = base_cache[ds]
+                    t["base_task"] = b[t["task"]] if b is not None and t["task"] < len(b) else t["task"]
+                runs.append((oc, row))
             if not by_key.get((p.training, algo)):
                 continue
             r: dict[str, Any] = {"study": o.study, "section": p.section, "point": p.key, "setting": p.label, "x": p.x,
@@ -390,7 +408,7 @@ def aggregate_points(plan: Any, outcomes: list[RunOutcome], root: Any = None) ->
             per_task: dict[int, dict[str, Any]] = {}
             for _, x in runs:
                 for t in x["tasks"]:
-                    d = per_task.setdefault(t["task"], {"task": t["task"], "params": t["params"], "after": [], "normalised_after": []})
+                    d = per_task.setdefault(t["base_task"], {"task": t["base_task"], "params": t["params"], "after": [], "normalised_after": []})
                     d["after"].append(t["after"])
                     d["normalised_after"].append(t["normalised"].get("after"))
             r["tasks"] = [{**d, "after": _mean_std(d["after"])[0], "normalised_after": _mean_std(d["normalised_after"])[0]}
@@ -460,7 +478,8 @@ def study_markdown(doc: dict[str, Any]) -> str:
             f"| {_pm(r['normalised_before_mean'], r['normalised_before_std'])} | {_pm(r['return_after_mean'], r['return_after_std'], 1)} "
             f"| {_pm(r['return_before_mean'], r['return_before_std'], 1)} | {_f(r.get('random'), 1)} | {_f(r.get('stand_still'), 1)} "
             f"| {_f(r.get('expert'), 1)} | {_drop(r.get('drop_pct'))} |")
-    lines += ["", "## Per test task (mean over seeds)", "", "| section | setting | algorithm | task | params | normalised after | return after |",
+    lines += ["", "## Per test task (mean over seeds; task = index in the base dataset)", "",
+              "| section | setting | algorithm | task | params | normalised after | return after |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         for t in r["tasks"]:

@@ -501,12 +501,41 @@ def ensure_slice(base_id: str, name: str, spec: SliceSpec, root: Any = None) -> 
 
 
 # ------------------------------------------------------------------------------------- running
-def run_study(options: StudyOptions, console: Any = None, progress: bool = True) -> StudyResult:
-    """Plan, get the data (base dataset and slices), run every run, aggregate, write the results."""
-    from omrl_data.collection import CollectionInterrupted
+def prepare_data(plan: StudyPlan, console: Any = None, progress: bool = True) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The base dataset (given, or the recipe's: reused, resumed or collected) and every slice the
+    study needs (reused when one with the same parent and spec exists): ``(base id, slice ids by
+    setting, what was done for the report)``."""
     from omrl_data.collection.plan import resume_command
     from omrl_data.store import catalog
     from omrl_studies.datasets import ensure_dataset, recipe_of
+
+    o = plan.options
+    data: dict[str, Any] = {}
+    if plan.collect is not None:
+        choice = ensure_dataset(plan.collect, o.root, console=console, progress=progress)
+        base_id = choice.dataset_id
+        data["base"] = {"dataset_id": base_id, "action": choice.action, "seconds": round(choice.seconds, 1),
+                        "recipe": recipe_of(plan.collect),
+                        "command": resume_command(plan.collect, None if o.root is None else catalog.resolve_root(o.root)).removesuffix(" --resume")}
+    else:
+        base_id = catalog.dataset_id_of(catalog.resolve(o.dataset, o.root))
+        data["base"] = {"dataset_id": base_id, "action": "given", "seconds": 0.0}
+    slice_ids: dict[str, str] = {}
+    data["slices"] = {}
+    for key, need in slices_needed(plan).items():
+        name = slice_name(base_id, o.study, key)
+        sid, action = ensure_slice(base_id, name, need.spec, o.root)
+        slice_ids[key] = sid
+        data["slices"][key] = {"dataset_id": sid, "action": action, "parent": base_id,
+                               "command": f"omrl-data slice {base_id} --name {name} {need.spec.cli_flags()}".strip()}
+        if console is not None:
+            console.print(f"  {action} slice {sid} ({need.spec.cli_flags() or 'all data'})", highlight=False, soft_wrap=True)
+    return base_id, slice_ids, data
+
+
+def run_study(options: StudyOptions, console: Any = None, progress: bool = True) -> StudyResult:
+    """Plan, get the data (base dataset and slices), run every run, aggregate, write the results."""
+    from omrl_data.collection import CollectionInterrupted
     from omrl_studies.results import aggregate_points, write_study_results
     from omrl_studies.runs import run_all
 
@@ -521,28 +550,9 @@ def run_study(options: StudyOptions, console: Any = None, progress: bool = True)
         console.print(f"{o.study} study on [bold]{o.family}[/], budget {o.budget}: {len(plan.trainings)} settings, "
                       f"{n_runs} runs, {plan.workers} at a time ({o.backend}) -> {plan.out}", highlight=False)
     walls: dict[str, Any] = {}
-    data: dict[str, Any] = {}
     try:
         t0 = time.time()
-        if plan.collect is not None:
-            choice = ensure_dataset(plan.collect, o.root, console=console, progress=progress)
-            base_id = choice.dataset_id
-            data["base"] = {"dataset_id": base_id, "action": choice.action, "seconds": round(choice.seconds, 1),
-                            "recipe": recipe_of(plan.collect),
-                            "command": resume_command(plan.collect, None if o.root is None else catalog.resolve_root(o.root)).removesuffix(" --resume")}
-        else:
-            base_id = catalog.dataset_id_of(catalog.resolve(o.dataset, o.root))
-            data["base"] = {"dataset_id": base_id, "action": "given", "seconds": 0.0}
-        slice_ids: dict[str, str] = {}
-        data["slices"] = {}
-        for key, need in slices_needed(plan).items():
-            name = slice_name(base_id, o.study, key)
-            sid, action = ensure_slice(base_id, name, need.spec, o.root)
-            slice_ids[key] = sid
-            data["slices"][key] = {"dataset_id": sid, "action": action, "parent": base_id,
-                                   "command": f"omrl-data slice {base_id} --name {name} {need.spec.cli_flags()}".strip()}
-            if console is not None:
-                console.print(f"  {action} slice {sid} ({need.spec.cli_flags() or 'all data'})", highlight=False, soft_wrap=True)
+        base_id, slice_ids, data = prepare_data(plan, console=console, progress=progress)
         walls["data"] = round(time.time() - t0, 1)
         specs = run_specs(plan, base_id, slice_ids)
         for spec in specs:

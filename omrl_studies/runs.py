@@ -314,7 +314,9 @@ def run_all(
             on_done(outcome)
 
     try:
-        if backend == "ray":
+        if not jobs:
+            pass  # everything was finished already: no runtime to start
+        elif backend == "ray":
             _run_ray(specs, jobs, workers, ray_address, env, display, finish, poll_s)
         else:
             _run_local(specs, jobs, workers, env, display, finish, poll_s)

@@ -533,11 +533,14 @@ def study_plot(rows: list[dict[str, Any]], path: Path, title: str, varied: str) 
         if norm:
             ax.axhline(0.0, color="k", lw=0.8, ls=":")
             ax.axhline(1.0, color="g", lw=0.8, ls="--")
-        if not numeric:
+        if numeric:
+            ax.set_xticks(sorted(set(pos.values())))
+        else:
             ax.set_xticks(list(pos.values()), settings, rotation=15 if max(len(s) for s in settings) > 8 else 0, fontsize=8)
         ax.set_xlabel(varied)
         ax.set_ylabel("normalised score after adaptation" if norm else "return after adaptation")
-        ax.set_title(sec or title, fontsize=9)
+        if sec:  # the figure's title says the study; a panel's, its section
+            ax.set_title(sec, fontsize=9)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -117,13 +117,13 @@ class Point:
 
 @dataclass
 class StudyPlan:
-    options: StudyOptions
-    out: Path
-    workers: int
-    algorithms: tuple[str, ...]
+    options: StudyOptions  # as given
+    out: Path  # the study folder
+    workers: int  # runs at a time (resolved)
+    algorithms: tuple[str, ...]  # checked against the registry and the budget
     varied: str  # what the x axis is
-    trainings: list[Training]
-    points: list[Point]
+    trainings: list[Training]  # every training setting, in table order
+    points: list[Point]  # every cell of the table per algorithm
     settings: dict[tuple[str, str], list[str]]  # (training key, algo) -> every --set setting
     steps: dict[tuple[str, str], int]  # (training key, algo) -> meta-steps
     collect: Any = None  # CollectConfig of the base dataset when it comes from the recipe
@@ -163,10 +163,10 @@ class StudyPlan:
 
 @dataclass
 class StudyResult:
-    out: Path
+    out: Path  # the study folder
     paths: dict[str, Path]  # results.json / csv / md / png
     summary: dict[str, Any]  # see omrl_studies.results.aggregate_points
-    outcomes: list[RunOutcome]
+    outcomes: list[RunOutcome]  # one per run, in plan order
     wall_seconds: dict[str, Any] = field(default_factory=dict)
 
     @property

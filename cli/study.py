@@ -98,6 +98,183 @@ def recipes(
             console.print(f"  [dim]{algo}:[/] " + " ".join(settings), highlight=False, soft_wrap=True)
 
 
+# ---------------------------------------------------------------- the robustness studies
+# Options every study shares (typer needs them spelled out per command; their meaning is one place).
+_ALGOS_HELP = "comma-separated algorithms (default macaw,macega,mtft)"
+_COMMON_EPILOG = ("Every study: --seeds N (default 3), --workers N (runs at a time), --backend local|ray [--ray-address ADDR], "
+                  "--budget small|full|tiny, --out DIR, --resume (continue: finished runs are kept), --dataset ID "
+                  "(default: the budget's recipe dataset, reused or collected), --root, --device, --quiet.")
+
+
+def _common(
+    budget: str = typer.Option("small", "--budget", help="small (2-core CPU) | full (the papers' sizes, GPU) | tiny (tests)"),
+    seeds: int = typer.Option(3, "--seeds", help="seeds per setting and algorithm (0 .. N-1)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="runs at a time (default: one per core)"),
+    backend: str = typer.Option("local", "--backend", help="local processes | ray tasks"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="existing Ray cluster (default: start a local Ray runtime)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="study folder (default studies/<study>-<family>-<budget>)"),
+    resume: bool = typer.Option(False, "--resume", help="keep finished runs, continue unfinished ones"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="base dataset id (default: the budget's recipe dataset)"),
+    root: Optional[Path] = typer.Option(None, "--root", help="dataset root (default $OMRL_HOME or ~/.omrl)"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
+    quiet: bool = typer.Option(False, "--quiet", help="no plan, progress or tables; only the result paths"),
+) -> dict:
+    return dict(budget=budget, seeds=seeds, workers=workers, backend=backend, ray_address=ray_address, out=out,
+                resume=resume, dataset=dataset, root=root, device=device, quiet=quiet)
+
+
+def _study(study: str, family: str, algorithms: str, common: dict, **specific) -> None:
+    from omrl_studies.studies import StudyInterrupted, StudyOptions, run_study
+
+    quiet = common.pop("quiet")
+    options = StudyOptions(study=study, family=family, algorithms=algorithms, **common, **specific)
+    try:
+        result = run_study(options, console=None if quiet else console, progress=not quiet)
+    except StudyInterrupted as e:
+        err_console.print(f"[yellow]interrupted[/]; resume with:\n  {e.resume_command}", highlight=False, soft_wrap=True)
+        sys.exit(130)
+    if not quiet:
+        print_study(result.summary["rows"], f"{study}: {family}, budget {options.budget}")
+        w = result.wall_seconds
+        console.print(f"wall time: data {w.get('data', 0):.0f} s, training {w.get('training', 0):.0f} s, total {w.get('total', 0):.0f} s")
+    for kind in ("md", "csv", "json", "png"):
+        console.print(f"written: [bold]{result.paths[kind]}[/]")
+    if result.failed:
+        err_console.print(f"[bold red]error:[/] {len(result.failed)} run(s) failed: "
+                          + ", ".join(o.spec.label for o in result.failed) + f"; logs in their run folders, see {result.paths['md']}",
+                          highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _options(fn):
+    """Add the shared options of :func:`_common` to a study command (as typer parameters)."""
+    import functools
+    import inspect
+    import typing
+
+    def resolved(f):  # this module's annotations are strings (__future__); typer needs the types
+        hints = typing.get_type_hints(f)
+        return [p.replace(annotation=hints.get(p.name, p.annotation)) for p in inspect.signature(f).parameters.values()]
+
+    shared = resolved(_common)
+    own = [p for p in resolved(fn) if p.name != "common"]
+
+    @functools.wraps(fn)
+    def wrapper(**kw):
+        common = {p.name: kw.pop(p.name) for p in shared}
+        return fn(common=_common(**common), **kw)
+
+    wrapper.__signature__ = inspect.Signature(own + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in shared])
+    return wrapper
+
+
+@app.command("task-count", help="Train on nested subsets of the training tasks (slices with lineage), the same test tasks.",
+             epilog="Examples:\n\n  omrl-study task-count cheetah_vel --counts 3,5,8\n\n"
+                    "  omrl-study task-count cheetah_vel --counts 3,5 --algorithms macaw --seeds 1 --workers 1\n\n" + _COMMON_EPILOG)
+@user_errors
+@_options
+def task_count(
+    family: str = typer.Argument(..., help="task family"),
+    counts: str = typer.Option(..., "--counts", help="numbers of training tasks, e.g. 3,5,10"),
+    subset_seed: int = typer.Option(0, "--subset-seed", help="seed of the permutation whose prefixes are the subsets"),
+    algorithms: str = typer.Option("macaw,macega,mtft", "--algorithms", help=_ALGOS_HELP),
+    common: dict = None,
+) -> None:
+    from omrl_studies.studies import parse_ints
+
+    _study("task-count", family, algorithms, common, counts=parse_ints(counts, "--counts"), subset_seed=subset_seed)
+
+
+@app.command("meta-batch", help="Train with each meta-batch size (tasks per meta-step).",
+             epilog="Examples:\n\n  omrl-study meta-batch cheetah_vel --sizes 1,2,5,8\n\n" + _COMMON_EPILOG)
+@user_errors
+@_options
+def meta_batch(
+    family: str = typer.Argument(..., help="task family"),
+    sizes: str = typer.Option(..., "--sizes", help="meta-batch sizes, e.g. 1,2,5,10"),
+    algorithms: str = typer.Option("macaw,macega,mtft", "--algorithms", help=_ALGOS_HELP),
+    common: dict = None,
+) -> None:
+    from omrl_studies.studies import parse_ints
+
+    _study("meta-batch", family, algorithms, common, sizes=parse_ints(sizes, "--sizes"))
+
+
+@app.command(help="Train on a range of the task parameter only; report test tasks in and out of that range separately.",
+             epilog="Examples:\n\n  omrl-study withheld cheetah_vel --train-range 0,2\n\n"
+                    "  omrl-study withheld ant_dir --train-range 0,1.5708 --dataset omrl/ant_dir/replay\n\n" + _COMMON_EPILOG)
+@user_errors
+@_options
+def withheld(
+    family: str = typer.Argument(..., help="task family"),
+    train_range: Optional[str] = typer.Option(None, "--train-range", help="lo,hi of the family's order key (default: the family's)"),
+    algorithms: str = typer.Option("macaw,macega,mtft", "--algorithms", help=_ALGOS_HELP),
+    common: dict = None,
+) -> None:
+    from omrl_studies.studies import parse_range
+
+    _study("withheld", family, algorithms, common, train_range=None if train_range is None else parse_range(train_range))
+
+
+@app.command("data-quality", help="Expert / medium / random thirds of the data: for meta-training, and for the adaptation data only.",
+             epilog="Examples:\n\n  omrl-study data-quality cheetah_dir\n\n"
+                    "  omrl-study data-quality cheetah_vel --tiers expert,random --variants meta-training\n\n" + _COMMON_EPILOG)
+@user_errors
+@_options
+def data_quality(
+    family: str = typer.Argument(..., help="task family"),
+    tiers: str = typer.Option("expert,medium,random", "--tiers", help="quality tiers (expert is the reference)"),
+    variants: str = typer.Option("meta-training,adaptation", "--variants", help="meta-training and/or adaptation"),
+    algorithms: str = typer.Option("macaw,macega,mtft", "--algorithms", help=_ALGOS_HELP),
+    common: dict = None,
+) -> None:
+    _study("data-quality", family, algorithms, common, tiers=tuple(t.strip() for t in tiers.split(",") if t.strip()),
+           variants=tuple(v.strip() for v in variants.split(",") if v.strip()))
+
+
+@app.command(help="Online fine-tuning after offline adaptation: returns after each number of online env steps.",
+             epilog="Examples:\n\n  omrl-study online cheetah_vel --online-steps 0,500,1000\n\n" + _COMMON_EPILOG)
+@user_errors
+@_options
+def online(
+    family: str = typer.Argument(..., help="task family"),
+    online_steps: str = typer.Option("0,500,1000", "--online-steps", help="online env steps, e.g. 0,500,1000"),
+    algorithms: str = typer.Option("macaw,macega,mtft", "--algorithms", help=_ALGOS_HELP),
+    common: dict = None,
+) -> None:
+    from omrl_studies.studies import parse_ints
+
+    _study("online", family, algorithms, common, online_steps=parse_ints(online_steps, "--online-steps", minimum=0))
+
+
+@app.command(help="Every ablation setting the algorithm declares, next to the full method.",
+             epilog="Examples:\n\n  omrl-study ablations macaw cheetah_vel\n\n  omrl-study ablations macega cheetah_dir --seeds 2\n\n"
+                    + _COMMON_EPILOG)
+@user_errors
+@_options
+def ablations(
+    algorithm: str = typer.Argument(..., help="algorithm whose ablations to run (macaw, macega)"),
+    family: str = typer.Argument(..., help="task family"),
+    common: dict = None,
+) -> None:
+    from omrl_studies.ablations import ablations_of
+
+    ablations_of(algorithm)
+    _study("ablations", family, algorithm, common)
+
+
+def print_study(rows: list[dict], title: str) -> None:
+    table = Table(title=title, caption="normalised: (R - stand still) / (expert tier - stand still); mean ± std over seeds")
+    for col in ("section", "setting", "algorithm", "seeds", "normalised after", "return after", "drop vs expert"):
+        table.add_column(col, justify="left" if col in ("section", "setting", "algorithm") else "right")
+    for r in rows:
+        n = "" if r["normalised_after_mean"] is None else f"{r['normalised_after_mean']:.2f} ± {r['normalised_after_std']:.2f}"
+        ret = "" if r["return_after_mean"] is None else f"{r['return_after_mean']:.1f} ± {r['return_after_std']:.1f}"
+        drop = "" if r.get("drop_pct") is None else f"{r['drop_pct']:.1f}%"
+        table.add_row(r["section"], r["setting"], r["algorithm"], str(len(r["seeds"])), n, ret, drop)
+    console.print(table)
+
+
 def print_summary(rows: list[dict], title: str) -> None:
     table = Table(title=title, caption="normalised: (R - stand still) / (expert tier - stand still); mean ± std over seeds")
     for col in ("family", "algorithm", "normalised after", "normalised before", "return after", "return before",

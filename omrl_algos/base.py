@@ -194,6 +194,10 @@ class MetaAlgorithm(nn.Module):
     # The evaluation protocol used when eval.mode is "auto" (evaluation.EVAL_MODES).
     default_eval_mode: ClassVar[str] = "offline"
 
+    def write_artifacts(self, run_dir: Any, dataset: Any) -> None:
+        """Figures or files of the algorithm's own, written into the run folder at the end of
+        training (R2PGO: the task-embedding picture). Default: nothing."""
+
     # ------------------------------------------------------------------------- online fine-tuning
     def finetune_online(self, evaluator: Any, agent: Agent, task: int, marks: Sequence[int], after_return: float) -> dict[int, float]:
         """Deterministic returns after ``marks`` online env steps of fine-tuning ``agent`` on ``task``.

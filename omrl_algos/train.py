@@ -405,6 +405,7 @@ def train(
                 bar.advance(step, last_eval)
         if start >= steps and last_eval is None:  # resumed a finished run: evaluate again
             do_eval(start)
+        algo.write_artifacts(run_dir, dataset)
     finally:
         if bar is not None:
             bar.stop()

@@ -77,7 +77,7 @@ class R2pgoConfig:
     temperature_lr: float = 3e-4  # Adam lr of the entropy temperature
     init_temperature: float = 0.1  # initial SAC temperature alpha
     target_entropy: float = -1.0  # target entropy per action dimension (SAC: -1, i.e. -act_dim in all)
-    discount: float = 0.0  # SAC discount; 0 = the dataset's gamma, resolved at the start of training
+    discount: float = -1.0  # SAC discount gamma; -1 = the dataset's gamma, resolved at the start of training and saved in config.yaml
     tau: float = 0.005  # Polyak rate of the target critics
     reward_scale: float = 0.0  # rewards are multiplied by this (SAC, decoder, encoder input); 0 = auto: 1 / std of the training tasks' MC returns
     bc_weight: float = 0.0  # behaviour-cloning term -w log pi(a_data|s, m) in the actor loss; 0 = plain SAC as the paper (an offline fix if SAC diverges)
@@ -113,7 +113,7 @@ class R2pgo(MetaAlgorithm):
 
     # ------------------------------------------------------------------------------ settings
     def make_sampler(self, dataset: Any, seed: int, device: str | torch.device) -> Any:
-        if self.config.discount == 0:  # resolved once, saved with the run's config
+        if self.config.discount < 0:  # resolved once, saved with the run's config
             self.config.discount = float(dataset.metadata.get("gamma", 0.99))
         return super().make_sampler(dataset, seed, device)
 
@@ -181,7 +181,7 @@ class R2pgo(MetaAlgorithm):
             "terminated": batch.terminated.flatten(0, 1),
         }
         zf = z.flatten(0, 1)
-        discount = c.discount if c.discount > 0 else 0.99
+        discount = c.discount if c.discount >= 0 else 0.99  # 0.99 only in library use without make_sampler
         return self.sac.losses(flat, zf, zf, discount, c.target_entropy * self.act_dim, c.bc_weight)
 
     # ------------------------------------------------------------------------------ training

@@ -238,6 +238,44 @@ def test_offline_and_online_context_modes():
     assert "episodes" not in offline["mean"]
 
 
+# --------------------------------------------------------------------------- CLI, resume, eval
+def test_omrl_train_r2pgo_resumes_exactly_and_omrl_eval_reevaluates(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.train import app, eval_app
+    from tests.algos_data import write_bandit_dataset
+
+    ds = write_bandit_dataset(n_rows=300)
+    sets = [f"algo.{k}={v}" for k, v in {**TINY, "encoder_steps": 3}.items()] + ["train.threads=1", "train.log_every=1", "eval.trial_episodes=2"]
+    common = ["--dataset", ds, "--eval-every", "0", "--eval-episodes", "1", "--quiet", *[x for kv in sets for x in ("--set", kv)]]
+    runner = CliRunner()
+    full = runner.invoke(app, ["r2pgo", "--steps", "6", "--out", str(tmp_path / "full"), *common])
+    assert full.exit_code == 0, full.output
+    part = runner.invoke(app, ["r2pgo", "--steps", "2", "--out", str(tmp_path / "part"), *common])
+    assert part.exit_code == 0, part.output
+    resumed = runner.invoke(app, ["r2pgo", "--steps", "6", "--out", str(tmp_path / "part"), "--resume", *common])
+    assert resumed.exit_code == 0, resumed.output
+    a = torch.load(tmp_path / "full" / "checkpoints" / "latest.pt", weights_only=False)
+    b = torch.load(tmp_path / "part" / "checkpoints" / "latest.pt", weights_only=False)
+    assert a["algo"].keys() == b["algo"].keys() and int(a["algo"]["meta_step"]) == 6
+    for k in a["algo"]:
+        assert torch.equal(a["algo"][k], b["algo"][k]), k
+    saved = json.loads((tmp_path / "full" / "eval.json").read_text())
+    assert saved["mode"] == "zero_shot" and len(saved["mean"]["episodes"]) == 2
+    assert saved["tasks"][0]["after"] == saved["tasks"][0]["episodes"][0]
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["algo"]["discount"] == 0.0  # the bandit dataset's gamma
+    assert (tmp_path / "full" / "embedding.png").stat().st_size > 0
+    points = json.loads((tmp_path / "full" / "embedding.json").read_text())["points"]
+    assert {p["task"] for p in points if p["test"]} == {10, 11, 12, 13, 14}
+    again = runner.invoke(eval_app, [str(tmp_path / "full"), "--episodes", "1"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "full" / "eval_latest.json").read_text())["mode"] == "zero_shot"
+    bad = runner.invoke(app, ["r2pgo", "--steps", "2", "--out", str(tmp_path / "bad"), *common, "--set", "algo.negatives=some"])
+    assert bad.exit_code == 2 and "algo.negatives" in bad.output and "Traceback" not in bad.output
+    online = runner.invoke(eval_app, [str(tmp_path / "full"), "--online-steps", "0,10", "--set", "eval.mode=offline"])
+    assert online.exit_code == 2 and "no online fine-tuning" in online.output, online.output
+
+
 # ------------------------------------------------------------------------------------ learning
 def test_r2pgo_learns_on_a_tiny_bandit_family_beating_random_and_no_context():
     pass

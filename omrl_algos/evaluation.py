@@ -103,7 +103,7 @@ def agent_actor(agent: Agent, device: torch.device, explore: bool = False) -> Ca
 
     def act(obs: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)[None]
-        return agent.act(x, explore=explore)[0].cpu().numpy() if explore else agent.act(x)[0].cpu().numpy()
+        return agent.act(x, explore=explore)[0].cpu().numpy()
 
     return act
 

@@ -133,16 +133,28 @@ def elbo_terms(
     }
 
 
-def info_nce(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, temperature: float = 0.1, positive_in_denominator: bool = True, normalise: bool = True) -> dict[str, torch.Tensor]:
-    """InfoNCE of paper 004 eq. 5: ``-mean_i log exp(x_i.x_i+ / tau) / D_i``.
+SIMILARITIES = ("centred_cosine", "cosine", "dot")
+
+
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, temperature: float = 0.1, positive_in_denominator: bool = True, similarity: str = "centred_cosine") -> dict[str, torch.Tensor]:
+    """InfoNCE of paper 004 eq. 5: ``-mean_i log exp(s(x_i, x_i+) / tau) / D_i``.
 
     anchor, positive: ``[A, d]``; negatives ``[A, N, d]`` (anchor i's N_ij negatives of every
-    task j, already in the counts of eq. 4). ``D_i = sum_k exp(x_i.x_ik- / tau)`` as eq. 5 is
+    task j, already in the counts of eq. 4). ``D_i = sum_k exp(s(x_i, x_ik-) / tau)`` as eq. 5 is
     printed, plus the positive's own term when ``positive_in_denominator`` (Oord et al.'s
-    InfoNCE, a categorical cross-entropy, bounded below by 0). ``normalise``: embeddings
-    L2-normalised first (cosine similarity).
+    InfoNCE, a categorical cross-entropy, bounded below by 0).
+
+    similarity: ``dot`` (``x . y``, as printed), ``cosine`` (of L2-normalised embeddings) or
+    ``centred_cosine`` (cosine after subtracting the mean of all the call's embeddings: an offset
+    common to every task's embedding, which a recurrent encoder readily has, would otherwise
+    make every cosine ~1 and the loss flat; measured on cheetah_vel, docs/algorithms.md).
     """
-    if normalise:
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity {similarity!r} is not one of {SIMILARITIES}")
+    if similarity == "centred_cosine":
+        centre = torch.cat([anchor, positive, negatives.flatten(0, 1)]).mean(0)
+        anchor, positive, negatives = anchor - centre, positive - centre, negatives - centre
+    if similarity != "dot":
         anchor, positive, negatives = F.normalize(anchor, dim=-1), F.normalize(positive, dim=-1), F.normalize(negatives, dim=-1)
     pos = (anchor * positive).sum(-1) / temperature  # [A]
     neg = torch.einsum("ad,and->an", anchor, negatives) / temperature  # [A, N]

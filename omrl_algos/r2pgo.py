@@ -36,7 +36,7 @@ from torch import nn
 
 from omrl_algos.actor_critic import CONDITIONINGS, SoftActorCritic, metrics_of
 from omrl_algos.base import Agent, MetaAlgorithm
-from omrl_algos.context import RecurrentEncoder, TransitionDecoder, elbo_terms, info_nce, reparameterise, transition_features
+from omrl_algos.context import SIMILARITIES, RecurrentEncoder, TransitionDecoder, elbo_terms, info_nce, reparameterise, transition_features
 from omrl_algos.meta import grad_norm
 from omrl_data.batch import TaskBatch
 from omrl_data.errors import BadInput
@@ -63,7 +63,7 @@ class R2pgoConfig:
     contra_weight: float = 1.0  # weight of L_contra in L_VAE + L_contra (paper: 1)
     contra_temperature: float = 0.1  # tau of eq. 5
     contra_positive_in_denominator: bool = True  # Oord et al.'s InfoNCE (the positive's term in the denominator); false = eq. 5 as printed (negatives only)
-    contra_normalise: bool = True  # cosine similarity (L2-normalised embeddings) in eq. 5; false = raw dot products as printed
+    contra_similarity: str = "centred_cosine"  # s(x, y) of eq. 5: centred_cosine (cosine after removing the batch's mean embedding) | cosine | dot (as printed)
     encoder_lr: float = 3e-4  # Adam lr of encoder and decoder
     encoder_steps: int = 1000  # phase 1: meta-steps that train only the task inference module; the policy trains after them
     encoder_with_policy: bool = False  # keep training the encoder during phase 2 (paper: frozen, "the previously trained encoder")
@@ -94,6 +94,8 @@ class R2pgo(MetaAlgorithm):
         c = config
         if c.negatives not in NEGATIVES:
             raise BadInput(f"algo.negatives={c.negatives!r} is not one of {', '.join(NEGATIVES)}")
+        if c.contra_similarity not in SIMILARITIES:
+            raise BadInput(f"algo.contra_similarity={c.contra_similarity!r} is not one of {', '.join(SIMILARITIES)}")
         if c.conditioning not in CONDITIONINGS[:2]:
             raise BadInput(f"algo.conditioning={c.conditioning!r} is not one of hyper, concat")
         for key in ("context_length", "n_negatives", "encoder_hidden", "encoder_embed", "decoder_width", "hyper_hidden"):
@@ -154,7 +156,7 @@ class R2pgo(MetaAlgorithm):
             n = negatives.mask.shape[1]
             neg_mean, _ = self.encode(self.features(negatives).flatten(0, 1), negatives.mask.flatten(0, 1))
             contra = info_nce(emb[:, 0], emb[:, 1], neg_mean[:, -1].view(t, n, -1), c.contra_temperature,
-                              c.contra_positive_in_denominator, c.contra_normalise)
+                              c.contra_positive_in_denominator, c.contra_similarity)
             out["loss"] = out["loss"] + c.contra_weight * contra["loss"]
             out["contra_loss"] = contra["loss"].detach()
             out["contra_accuracy"] = contra["accuracy"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,16 +129,31 @@ def test_info_nce_against_a_hand_computation():
     positive = torch.tensor([[1.0, 0.0]])
     negatives = torch.tensor([[[0.0, 1.0], [-1.0, 0.0]]])
     # tau 0.5: logits positive 2, negatives 0 and -2
-    full = info_nce(anchor, positive, negatives, temperature=0.5, positive_in_denominator=True, normalise=False)
+    full = info_nce(anchor, positive, negatives, temperature=0.5, positive_in_denominator=True, similarity="dot")
     assert float(full["loss"]) == pytest.approx(math.log(1 + math.exp(-2) + math.exp(-4)), rel=1e-6)
-    printed = info_nce(anchor, positive, negatives, temperature=0.5, positive_in_denominator=False, normalise=False)
+    printed = info_nce(anchor, positive, negatives, temperature=0.5, positive_in_denominator=False, similarity="dot")
     assert float(printed["loss"]) == pytest.approx(math.log(1 + math.exp(-2)) - 2, rel=1e-6)  # eq. 5 as printed
-    # normalise: a scaled anchor gives the same loss (cosine similarity)
-    scaled = info_nce(3 * anchor, positive, 5 * negatives, temperature=0.5, normalise=True)
+    # cosine: scaled vectors give the same loss
+    scaled = info_nce(3 * anchor, positive, 5 * negatives, temperature=0.5, similarity="cosine")
     assert float(scaled["loss"]) == pytest.approx(float(full["loss"]), rel=1e-6)
+    # centred cosine: the mean of the 4 vectors is (0.25, 0.25); after removing it the anchor and
+    # positive are (0.75, -0.25), the negatives (-0.25, 0.75) and (-1.25, -0.25)
+    a_c, n1, n2 = np.array([0.75, -0.25]), np.array([-0.25, 0.75]), np.array([-1.25, -0.25])
+    cos = lambda u, v: float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))  # noqa: E731
+    logits = np.array([cos(a_c, a_c), cos(a_c, n1), cos(a_c, n2)]) / 0.5
+    hand = float(np.log(np.exp(logits).sum()) - logits[0])
+    centred = info_nce(anchor, positive, negatives, temperature=0.5, similarity="centred_cosine")
+    assert float(centred["loss"]) == pytest.approx(hand, rel=1e-6)
+    # ... and an offset common to every embedding (cheetah_vel's encoder had one of norm 16) changes nothing,
+    # while plain cosine goes flat (every similarity ~1, the loss ~log 3)
+    offset = torch.tensor([40.0, -30.0])
+    shifted = info_nce(anchor + offset, positive + offset, negatives + offset, temperature=0.5, similarity="centred_cosine")
+    assert float(shifted["loss"]) == pytest.approx(hand, rel=1e-5)
+    flat = info_nce(anchor + offset, positive + offset, negatives + offset, temperature=0.5, similarity="cosine")
+    assert float(flat["loss"]) == pytest.approx(math.log(3), abs=0.02)
     assert float(full["accuracy"]) == 1.0
     # two anchors average
-    two = info_nce(torch.cat([anchor, -anchor]), torch.cat([positive, positive]), torch.cat([negatives, negatives]), temperature=0.5, normalise=False)
+    two = info_nce(torch.cat([anchor, -anchor]), torch.cat([positive, positive]), torch.cat([negatives, negatives]), temperature=0.5, similarity="dot")
     second = math.log(math.exp(-2) + 1 + math.exp(2)) + 2  # anchor -x: positive -2, negatives 0, 2
     assert float(two["loss"]) == pytest.approx((float(full["loss"]) + second) / 2, rel=1e-6)
 

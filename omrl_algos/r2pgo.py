@@ -79,7 +79,7 @@ class R2pgoConfig:
     target_entropy: float = -1.0  # target entropy per action dimension (SAC: -1, i.e. -act_dim in all)
     discount: float = -1.0  # SAC discount gamma; -1 = the dataset's gamma, resolved at the start of training and saved in config.yaml
     tau: float = 0.005  # Polyak rate of the target critics
-    reward_scale: float = 0.0  # rewards are multiplied by this (SAC, decoder, encoder input); 0 = auto: 1 / std of the training tasks' MC returns
+    reward_scale: float = 1.0  # rewards are multiplied by this (SAC, decoder, encoder input); 1 = SAC's raw rewards; 0 = auto: 1 / std of the training tasks' MC returns (on cheetah_vel 0.0154, which let the entropy bonus outweigh the reward ~10x: docs/algorithms.md)
     bc_weight: float = 0.0  # behaviour-cloning term -w log pi(a_data|s, m) in the actor loss; 0 = plain SAC as the paper (an offline fix if SAC diverges)
     grad_clip: float = 0.0  # clip each group's gradient norm (encoder, actor, critic); 0 = off
 

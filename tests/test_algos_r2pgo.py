@@ -301,7 +301,7 @@ def test_r2pgo_learns_on_a_tiny_bandit_family_beating_random_and_no_context():
     ds = bandit_dataset(n_train=12, n_test=5, rows=400, gamma=0.0, seed=4)
     cfg = dict(latent_dim=4, encoder_hidden=32, encoder_embed=32, decoder_width=32, context_length=16, meta_batch=5, batch_size=64, width=64,
                depth=2, hyper_hidden=64, n_negatives=8, reward_scale=1.0, encoder_lr=3e-3, actor_lr=1e-3, critic_lr=1e-3, kl_weight=0.1,
-               init_temperature=0.01)
+               init_temperature=0.01, contra_similarity="cosine")  # at this budget centred_cosine reached 5.4 only (docs/algorithms.md)
     scores = {}
     for context, steps in ((True, (300, 600)), (False, (0, 600))):
         algo, _ = _tiny_r2pgo(ds, steps=sum(steps), **cfg, context=context, encoder_steps=steps[0])

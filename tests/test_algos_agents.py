@@ -18,6 +18,10 @@ from omrl_algos.mtft import MtftConfig, MultiTaskFineTune
 from omrl_data.tasks import get_family
 from tests.tiny_bandit import bandit_dataset
 
+# Main after the speed merge (99eb895: low-rank weight transforms, fused Adam) moves MACAW's last
+# bits: the same procedure on main 99eb895 *without* the refactor gives macaw's fingerprint
+# [260, -644.919540612842, 856.9883144547325, -85490.97659077414] (returns and MT+FT unchanged),
+# and a trial merge of this branch into 99eb895 reproduces it exactly; use it on merging.
 GOLDEN = {
     "macaw": [[8.5, 8.5, 4.0, {"0": 8.5, "10": 8.5, "30": 8.5}], [4.0, 10.0, 4.5, {"0": 10.0, "10": 10.0, "30": 10.0}],
               [260, -644.9195424009813, 856.9883144158903, -85490.97672577866]],

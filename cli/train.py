@@ -71,6 +71,13 @@ def print_eval(result: dict[str, Any], title: str = "returns on held-out tasks")
     cells += [f"{m['online'][s]:.2f}" for s in online]
     table.add_row(*cells, style="bold")
     console.print(table)
+    if result.get("mode") and result["mode"] != "offline":
+        # online_context: "after" = with the collected context; zero_shot: "after" = episode 1, "before" = no context
+        console.print(f"evaluation mode: {result['mode']} (before = the agent with no context)", highlight=False)
+    if m.get("episodes"):
+        eps = ", ".join(f"{v:.2f}" for v in m["episodes"])
+        norm = ", ".join("-" if v is None else f"{v:.2f}" for v in m.get("normalised_episodes") or [])
+        console.print(f"zero-shot return of episodes 1..{len(m['episodes'])} of a trial (mean over test tasks): {eps}; normalised: {norm}", highlight=False)
 
 
 def _norm_cell(norm: Any) -> str:

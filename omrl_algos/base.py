@@ -8,29 +8,56 @@ and evaluation (``train.py``, ``evaluation.py``) are the same for all algorithms
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from omrl_algos import losses
 from omrl_algos.meta import Params, call, detached, params_of
 from omrl_algos.networks import GaussianPolicy, ValueNetwork
-from omrl_algos.targets import ValueTargets
+from omrl_algos.targets import ValueTargets, episode_targets
+from omrl_data.errors import BadInput
 from omrl_data.batch import TaskBatch
 
 
 class Agent:
+    """The agent protocol, shared by every algorithm: what ``adapt`` (or ``initial_agent``) returns.
+
+    - ``reset()``: the start of a trial (a context method forgets its history and latent);
+    - ``act(obs, explore=False)``: env actions ``[N, act_dim]`` for observations ``[N, obs_dim]``;
+      deterministic by default, sampled from the policy's own distribution with ``explore=True``
+      (noise from ``self.generator``, which the caller may set; never the global RNG);
+    - ``observe(transition)``: one transition of the current trial, a dict of tensors
+      ``observations [obs]``, ``actions [act]`` (the env's box, as ``act`` returned them),
+      ``rewards []``, ``next_observations [obs]``, ``terminated []``, ``truncated []``.
+
+    A parameter-adapting method's agent ignores ``observe``; a context method's agent keeps its
+    history (and so its task latent) until ``reset``.
+    """
+
+    generator: torch.Generator | None = None
+
+    def reset(self) -> None:
+        """Start of a trial."""
+
+    def observe(self, transition: dict[str, Any]) -> None:
+        """A transition of the current trial."""
+
+    def act(self, observations: torch.Tensor, explore: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ParameterAgent(Agent):
     """A policy with concrete parameters (meta-learned or adapted), and its value function.
 
-    policy: the policy module (its own parameters are ignored; ``policy_params`` are used).
+    policy: the policy module (its own parameters are ignored; ``policy_params`` are used); it
+    owns its action distribution (``GaussianPolicy``: tanh mean, its ``sigma``).
     value: the value module or None (algorithms without a critic).
     action_center, action_half: ``[act_dim]``; the policy works in [-1, 1] and the env's action
     is ``center + half * a`` (``MetaAlgorithm.set_action_bounds``); default: the [-1, 1] box.
-
-    The agent protocol: ``reset()`` at the start of an episode, ``act(obs)`` (deterministic) or
-    ``sample(obs, generator)`` (stochastic, the policy's own distribution), and
-    ``observe(transition)``; a parameter-adapting method's agent ignores ``observe``.
+    ``observe`` is ignored: the parameters are already adapted.
     """
 
     def __init__(
@@ -48,19 +75,15 @@ class Agent:
         self.action_center = action_center
         self.action_half = action_half
 
-    def with_params(self, policy_params: Params, value_params: Params | None = None) -> "Agent":
-        """The same agent (modules, action box) with other parameters."""
-        return Agent(self.policy, policy_params, self.value, value_params, self.action_center, self.action_half)
+    def with_params(self, policy_params: Params, value_params: Params | None = None) -> "ParameterAgent":
+        """The same agent (modules, action box, generator) with other parameters."""
+        out = ParameterAgent(self.policy, policy_params, self.value, value_params, self.action_center, self.action_half)
+        out.generator = self.generator
+        return out
 
     @property
     def device(self) -> torch.device:
         return next(iter(self.policy_params.values())).device
-
-    def reset(self) -> None:
-        """Start of an episode (nothing to forget for a parameter-adapting agent)."""
-
-    def observe(self, transition: dict[str, Any]) -> None:
-        """A transition of the current episode (ignored: the parameters are already adapted)."""
 
     def to_env(self, actions: torch.Tensor) -> torch.Tensor:
         """Actions in [-1, 1] -> the env's action box."""
@@ -74,14 +97,19 @@ class Agent:
         return call(self.policy, self.policy_params, observations)
 
     @torch.no_grad()
-    def act(self, observations: torch.Tensor) -> torch.Tensor:
-        """Deterministic env actions (the mean, mapped to the env's box)."""
+    def act(self, observations: torch.Tensor, explore: bool = False) -> torch.Tensor:
+        """Env actions: the mean mapped to the env's box, or with ``explore`` a sample (see
+        :meth:`sample`, noise from ``self.generator``)."""
+        if explore:
+            if self.generator is None:
+                raise ValueError("set agent.generator before acting with explore=True")
+            return self.to_env(self.sample(observations, self.generator))
         return self.to_env(self.mean(observations))
 
     @torch.no_grad()
     def sample(self, observations: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Stochastic actions in [-1, 1]: ``mean + sigma * eps`` clipped to the box; noise from
-        ``generator``. Map with :meth:`to_env` before stepping an env."""
+        """Stochastic actions in [-1, 1] from the policy's distribution: ``mean + sigma * eps``
+        clipped to the box; noise from ``generator``. Map with :meth:`to_env` before stepping an env."""
         mean = self.mean(observations)
         eps = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean.device)
         return (mean + self.policy.sigma * eps).clamp(-1.0, 1.0)
@@ -117,9 +145,9 @@ class MetaAlgorithm(nn.Module):
         self.action_center.copy_((high + low) / 2)
         self.action_half.copy_((high - low) / 2)
 
-    def make_agent(self, policy_params: Params, value_params: Params | None = None) -> Agent:
+    def make_agent(self, policy_params: Params, value_params: Params | None = None) -> ParameterAgent:
         """An agent acting with these parameters in the env's action box."""
-        return Agent(self.policy, policy_params, self.value, value_params, self.action_center, self.action_half)
+        return ParameterAgent(self.policy, policy_params, self.value, value_params, self.action_center, self.action_half)
 
     # ------------------------------------------------------------------------------ training
     def make_sampler(self, dataset: Any, seed: int, device: str | torch.device) -> Any:
@@ -153,8 +181,92 @@ class MetaAlgorithm(nn.Module):
         return self.make_agent(params_of(self.policy), params_of(self.value) if self.value is not None else None)
 
     def adapt(self, batch: TaskBatch) -> Agent:
-        """The agent adapted on one task's batch ``[1, B, ...]`` (paper 001, Alg. 2)."""
+        """The agent adapted on one task's batch ``[1, B, ...]`` (paper 001, Alg. 2; for a
+        context method: the agent whose context is that batch)."""
         raise NotImplementedError
+
+    def initial_agent(self) -> Agent:
+        """The agent at the start of a test trial with no data of the task (online-context and
+        zero-shot evaluation): the meta-policy for parameter-adapting methods, which ignore
+        ``observe``; a context method's agent with an empty context."""
+        return self.meta_agent()
+
+    # The evaluation protocol used when eval.mode is "auto" (evaluation.EVAL_MODES).
+    default_eval_mode: ClassVar[str] = "offline"
+
+    def write_artifacts(self, run_dir: Any, dataset: Any) -> None:
+        """Figures or files of the algorithm's own, written into the run folder at the end of
+        training (R2PGO: the task-embedding picture). Default: nothing."""
+
+    # ------------------------------------------------------------------------- online fine-tuning
+    def finetune_online(self, evaluator: Any, agent: Agent, task: int, marks: Sequence[int], after_return: float) -> dict[int, float]:
+        """Deterministic returns after ``marks`` online env steps of fine-tuning ``agent`` on ``task``.
+
+        The default is the MACAW reference procedure (paper 001 Table 1): rounds of one
+        stochastic episode each are added to a buffer that starts with the adaptation batch, and
+        after ``eval.online_burn_in`` rounds every round is followed by ``online_value_updates``
+        value and ``online_policy_updates`` policy Adam updates (lr ``online_lr``, batch
+        ``online_batch``) on :meth:`online_value_loss` / :meth:`online_policy_loss`. A return is
+        recorded at the first round boundary at or after each mark. Another algorithm overrides
+        this hook with its own procedure (same signature; ``evaluator`` gives the env, the
+        config, the seeds and ``mean_return``).
+        """
+        from omrl_algos.evaluation import agent_actor, episode_seed, rollout
+
+        cfg = evaluator.config
+        env = evaluator.env(task)
+        device = evaluator.device
+        if not isinstance(agent, ParameterAgent) or agent.value is None:
+            raise BadInput(f"algorithm {self.name} has no value function; online fine-tuning needs one")
+        policy_params = {k: v.clone().requires_grad_(True) for k, v in agent.policy_params.items()}
+        value_params = {k: v.clone().requires_grad_(True) for k, v in agent.value_params.items()}
+        opt_v = torch.optim.Adam(value_params.values(), lr=cfg.online_lr)
+        opt_p = torch.optim.Adam(policy_params.values(), lr=cfg.online_lr)
+        batch = evaluator.adaptation_batch(task, self.adaptation_kind())
+        # The buffer holds actions in [-1, 1] (the policy's space) and the target fields.
+        names = ("observations", "actions", "mc_returns", "mc_bootstrap_discount", "bootstrap_observations")
+        buffer = {k: getattr(batch, k)[0].to(device) for k in names}
+        gen = torch.Generator().manual_seed(episode_seed(evaluator.seed, task, 0, 2))
+        results: dict[int, float] = {}
+        steps, rounds = 0, 0
+        pending = list(marks)
+        while pending and pending[0] <= steps:
+            results[pending.pop(0)] = after_return
+        while pending:
+            current = agent.with_params(policy_params, value_params)
+            taken: list[np.ndarray] = []
+
+            def explore(obs: np.ndarray) -> np.ndarray:
+                a = current.sample(torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)[None], gen)
+                taken.append(a[0].cpu().numpy())
+                return current.to_env(a)[0].cpu().numpy()
+
+            episode = rollout(env, explore, episode_seed(evaluator.seed, task, 1000 + rounds, 3))
+            fields = episode_targets(episode["rewards"], bool(episode["terminated"][-1]), episode["final_observation"], evaluator.gamma)
+            new = {
+                "observations": torch.as_tensor(episode["observations"], device=device),
+                "actions": torch.as_tensor(np.stack(taken), device=device),
+                **{k: torch.as_tensor(v, device=device) for k, v in fields.items()},
+            }
+            buffer = {k: torch.cat([buffer[k], new[k]]) for k in buffer}
+            steps += len(episode["rewards"])
+            rounds += 1
+            if rounds > cfg.online_burn_in:
+                n = len(buffer["observations"])
+                for updates, opt, loss_fn in (
+                    (cfg.online_value_updates, opt_v, lambda b: self.online_value_loss(agent, value_params, b)),
+                    (cfg.online_policy_updates, opt_p, lambda b: self.online_policy_loss(agent, policy_params, value_params, b)),
+                ):
+                    for _ in range(updates):
+                        idx = torch.randint(0, n, (min(cfg.online_batch, n),), generator=gen).to(device)
+                        loss = loss_fn({k: v.index_select(0, idx) for k, v in buffer.items()})
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+            while pending and pending[0] <= steps:
+                tuned = agent.with_params(policy_params, value_params)
+                results[pending.pop(0)] = evaluator.mean_return(task, agent_actor(tuned, device))
+        return results
 
     # ------------------------------------------------------------------ online fine-tuning losses
     def value_targets(self) -> ValueTargets:
@@ -165,13 +277,13 @@ class MetaAlgorithm(nn.Module):
         scale = float(getattr(c, "reward_scale", 1.0)) or 1.0
         return ValueTargets(scale, bool(getattr(c, "bootstrap", True)))
 
-    def online_value_loss(self, agent: Agent, value_params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def online_value_loss(self, agent: ParameterAgent, value_params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Value loss of online fine-tuning on flat rows ``{field: [N, ...]}``: regression on the
         shared targets, bootstrapped at truncations with the value being fine-tuned."""
         targets = self.value_targets()(batch, lambda obs: call(agent.value, value_params, obs))
         return losses.value_loss(call(agent.value, value_params, batch["observations"]), targets)["loss"]
 
-    def online_policy_loss(self, agent: Agent, policy_params: Params, value_params: Params | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def online_policy_loss(self, agent: ParameterAgent, policy_params: Params, value_params: Params | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Policy loss of online fine-tuning: AWR with the current value (reference procedure)."""
         mean = call(agent.policy, policy_params, batch["observations"])
         with torch.no_grad():

@@ -49,6 +49,9 @@ class EvalConfig:
     online_lr: float = 1e-5  # Adam lr of online fine-tuning (reference: 1e-5)
     online_batch: int = 256  # transitions per online update
     online_burn_in: int = 0  # rounds collected before the first update (reference: 25; 0 suits a 0/500/1k table)
+    mode: str = "auto"  # protocol: offline (adapt on the test task's offline data) | online_context (explore, then evaluate with the collected context) | zero_shot (the agent reads the trial's history from its first step) | auto = the algorithm's default (offline; r2pgo: zero_shot)
+    explore_episodes: int = 1  # online_context: exploration episodes collected before the evaluation episodes
+    trial_episodes: int = 5  # zero_shot: episodes per trial, reported one by one (paper 004 Table 1: episodes 1..5)
 
 
 @dataclass

@@ -10,12 +10,26 @@ episodes with fixed env seeds, raw and as a normalised score
 ``(R - R_stand_still) / (R_expert - R_stand_still)`` against the dataset's references
 (``omrl_data.references``: the zero-action return and the expert tier's mean return).
 
-Online fine-tuning (paper 001 Table 1, paper 000 Table III; reference procedure): after
-adaptation, rounds of one stochastic episode each are added to a buffer that starts with the
-adaptation batch, and after ``online_burn_in`` rounds every round is followed by
-``online_value_updates`` value and ``online_policy_updates`` policy Adam updates (lr
-``online_lr``, batch ``online_batch``) on the algorithm's online losses. The deterministic return
-is recorded at each requested step count, at the first round boundary at or after it.
+Three protocols (``eval.mode``; ``auto`` = the algorithm's ``default_eval_mode``), recorded in
+eval.json as ``mode``:
+
+1. ``offline`` (offline context): the above. A context method's ``adapt`` turns the batch into
+   the agent's context.
+2. ``online_context`` (CSRO / FOCAL / CORRO online test): from ``algo.initial_agent()`` (empty
+   context), ``eval.explore_episodes`` exploration episodes in the test task (stochastic actions,
+   every transition ``observe``d), then the deterministic evaluation episodes with the collected
+   context (no further ``observe``). "before" is the same agent with no context.
+3. ``zero_shot`` (paper 004 Table 1): ``eval.episodes`` trials of ``eval.trial_episodes``
+   deterministic episodes each; the agent is ``reset`` at the start of a trial and ``observe`` s
+   every transition from the first step, across the episodes of the trial. Each task row has
+   ``episodes`` (the mean return of episode 1, 2, ... over the trials) and ``normalised_episodes``;
+   "after" is episode 1 (zero-shot), "before" the agent that never observes.
+
+Parameter-adapting agents ignore ``observe``, so in modes 2 and 3 they act as their meta-policy.
+
+Online fine-tuning (paper 001 Table 1, paper 000 Table III) is the algorithm's hook
+``algo.finetune_online`` (``base.MetaAlgorithm``: the MACAW reference procedure by default),
+called after offline adaptation for each mark of ``eval.online_steps``.
 """
 from __future__ import annotations
 
@@ -26,19 +40,32 @@ import torch
 
 from omrl_algos.base import Agent
 from omrl_algos.config import EvalConfig
-from omrl_algos.targets import episode_targets
 from omrl_data.errors import BadInput
 
 
-def _episode_seed(seed: int, task: int, episode: int, stream: int) -> int:
+EVAL_MODES = ("auto", "offline", "online_context", "zero_shot")
+
+
+def episode_seed(seed: int, task: int, episode: int, stream: int) -> int:
+    """The env seed of one evaluation episode: a pure function of (seed, task, episode, stream)."""
     return int(np.random.SeedSequence([seed, task, episode, stream]).generate_state(1)[0])
 
 
-def rollout(env: Any, act: Callable[[np.ndarray], np.ndarray], seed: int) -> dict[str, np.ndarray]:
+_episode_seed = episode_seed  # the old private name
+
+
+def rollout(
+    env: Any,
+    act: Callable[[np.ndarray], np.ndarray],
+    seed: int,
+    observe: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, np.ndarray]:
     """One episode from ``env.reset(seed=seed)`` until terminated or truncated.
 
-    Returns arrays ``observations [L, obs]``, ``actions [L, act]``, ``rewards [L]``,
-    ``terminated [L]``.
+    ``observe``, if given, receives every transition as it happens (numpy float32 fields
+    ``observations``, ``actions`` (env box), ``next_observations``; floats ``rewards``; bools
+    ``terminated``, ``truncated``). Returns arrays ``observations [L, obs]``, ``actions [L, act]``,
+    ``rewards [L]``, ``terminated [L]``.
     """
     obs, _ = env.reset(seed=seed)
     out: dict[str, list] = {"observations": [], "actions": [], "rewards": [], "terminated": []}
@@ -49,6 +76,11 @@ def rollout(env: Any, act: Callable[[np.ndarray], np.ndarray], seed: int) -> dic
         out["actions"].append(action)
         out["rewards"].append(float(reward))
         out["terminated"].append(bool(terminated))
+        if observe is not None:
+            observe({
+                "observations": out["observations"][-1], "actions": action, "rewards": float(reward),
+                "next_observations": np.asarray(next_obs, dtype=np.float32), "terminated": bool(terminated), "truncated": bool(truncated),
+            })
         obs = next_obs
         if terminated or truncated:
             break
@@ -65,14 +97,24 @@ def normalised(ret: float, stand_still: float | None, expert: float | None) -> f
     return None if np.isnan(score) else float(score)
 
 
-def agent_actor(agent: Agent, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
-    """Deterministic action function ``obs [obs_dim] -> action [act_dim]`` of an agent."""
+def agent_actor(agent: Agent, device: torch.device, explore: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """Action function ``obs [obs_dim] -> action [act_dim]`` of an agent (deterministic unless
+    ``explore``)."""
 
     def act(obs: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)[None]
-        return agent.act(x)[0].cpu().numpy()
+        return agent.act(x, explore=explore)[0].cpu().numpy()
 
     return act
+
+
+def agent_observer(agent: Agent, device: torch.device) -> Callable[[dict[str, Any]], None]:
+    """``rollout``'s ``observe`` callback feeding ``agent.observe`` with tensors on ``device``."""
+
+    def observe(transition: dict[str, Any]) -> None:
+        agent.observe({k: torch.as_tensor(v, device=device) for k, v in transition.items()})
+
+    return observe
 
 
 class Evaluator:
@@ -97,6 +139,10 @@ class Evaluator:
         self.tasks = tasks
         if config.episodes < 1:
             raise BadInput(f"eval episodes={config.episodes} must be at least 1")
+        if config.mode not in EVAL_MODES:
+            raise BadInput(f"eval.mode={config.mode!r} is not one of {', '.join(EVAL_MODES)}")
+        if config.trial_episodes < 1:
+            raise BadInput(f"eval.trial_episodes={config.trial_episodes} must be at least 1")
         # packed=False: on the CPU the evaluation sampler shares the dataset's arrays (no second copy).
         self.sampler = TaskBatchSampler(
             dataset, tasks=tasks, batch_size=config.adapt_batch, seed=self.seed, device=self.device, packed=False, bootstrap=True, normalise_actions=True
@@ -138,7 +184,7 @@ class Evaluator:
     def mean_return(self, task: int, act: Callable[[np.ndarray], np.ndarray], stream: int = 0) -> float:
         """Mean undiscounted return of ``act`` over ``episodes`` fixed-seed episodes."""
         env = self.env(task)
-        returns = [rollout(env, act, _episode_seed(self.seed, task, e, stream))["rewards"].sum() for e in range(self.config.episodes)]
+        returns = [rollout(env, act, episode_seed(self.seed, task, e, stream))["rewards"].sum() for e in range(self.config.episodes)]
         return float(np.mean(returns))
 
     def random_return(self, task: int) -> float:
@@ -168,33 +214,88 @@ class Evaluator:
             return None
         return float(values[task])
 
-    def evaluate(self, algo: Any, online_steps: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Per-task returns before/after adaptation (and random, and online fine-tuning).
+    def mode_of(self, algo: Any) -> str:
+        """The protocol used for ``algo``: ``eval.mode``, or the algorithm's default for ``auto``."""
+        mode = self.config.mode
+        return getattr(algo, "default_eval_mode", "offline") if mode == "auto" else mode
 
-        Returns ``{"tasks": [{"task", "params", "before", "after", "random"?, "online"?}],
-        "mean": {"before", "after", "random"?, "online"?}}``.
+    def agent_return(self, task: int, agent: Agent, stream: int = 0) -> float:
+        """Mean deterministic return of ``agent`` over ``episodes`` fixed-seed episodes, reset
+        before each and observing nothing (its context stays what it was given)."""
+        env = self.env(task)
+        actor = agent_actor(agent, self.device)
+        returns = []
+        for e in range(self.config.episodes):
+            agent.reset()
+            returns.append(rollout(env, actor, episode_seed(self.seed, task, e, stream))["rewards"].sum())
+        return float(np.mean(returns))
+
+    def online_context_return(self, algo: Any, task: int) -> float:
+        """Mode 2: ``explore_episodes`` stochastic episodes observed by the agent, then the
+        deterministic evaluation episodes with the collected context."""
+        env = self.env(task)
+        agent = algo.initial_agent()
+        agent.reset()
+        agent.generator = torch.Generator().manual_seed(episode_seed(self.seed, task, 0, 4))
+        explore, observe = agent_actor(agent, self.device, explore=True), agent_observer(agent, self.device)
+        for k in range(self.config.explore_episodes):
+            rollout(env, explore, episode_seed(self.seed, task, k, 4), observe)
+        return self.mean_return(task, agent_actor(agent, self.device))
+
+    def zero_shot_returns(self, algo: Any, task: int) -> list[float]:
+        """Mode 3: mean return of episode 1..K of a trial (K = ``trial_episodes``) over
+        ``episodes`` trials; the agent is reset at each trial's start and observes every step."""
+        env = self.env(task)
+        agent = algo.initial_agent()
+        actor, observe = agent_actor(agent, self.device), agent_observer(agent, self.device)
+        k_eps = self.config.trial_episodes
+        returns = np.zeros((self.config.episodes, k_eps))
+        for trial in range(self.config.episodes):
+            agent.reset()
+            for k in range(k_eps):
+                returns[trial, k] = rollout(env, actor, episode_seed(self.seed, task, trial * k_eps + k, 5), observe)["rewards"].sum()
+        return [float(v) for v in returns.mean(0)]
+
+    def evaluate(self, algo: Any, online_steps: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Per-task returns before/after adaptation (and random, and online fine-tuning), in the
+        protocol of :meth:`mode_of` (module docstring).
+
+        Returns ``{"mode", "tasks": [{"task", "params", "before", "after", "random"?, "online"?,
+        "episodes"? (zero-shot)}], "mean": {"before", "after", "random"?, "online"?, "episodes"?}}``.
         """
         online = sorted({int(s) for s in (self.config.online_steps if online_steps is None else online_steps)})
         if any(s < 0 for s in online):
             raise BadInput(f"online steps {online} must be >= 0")
+        mode = self.mode_of(algo)
+        if mode not in EVAL_MODES[1:]:
+            raise BadInput(f"eval.mode={mode!r} is not one of {', '.join(EVAL_MODES)}")
+        if online and mode != "offline":
+            raise BadInput(f"online fine-tuning runs after offline adaptation; use eval.mode=offline (not {mode}) with online steps")
         was_training = algo.training
         algo.eval()
         rows = []
-        before_actor = agent_actor(algo.meta_agent(), self.device)
+        before_actor = agent_actor(algo.meta_agent(), self.device) if mode == "offline" else None
         kind = algo.adaptation_kind()
         for i, task in enumerate(self.tasks):
-            agent = algo.adapt(self.adaptation_batch(task, kind))
-            row: dict[str, Any] = {
-                "task": task,
-                "params": self.dataset.tasks.params[task],
-                "before": self.mean_return(task, before_actor),
-                "after": self.mean_return(task, agent_actor(agent, self.device)),
-            }
+            row: dict[str, Any] = {"task": task, "params": self.dataset.tasks.params[task]}
+            if mode == "offline":
+                agent = algo.adapt(self.adaptation_batch(task, kind))
+                row["before"] = self.mean_return(task, before_actor)
+                row["after"] = self.agent_return(task, agent)
+            elif mode == "online_context":
+                row["before"] = self.agent_return(task, algo.initial_agent())
+                row["after"] = self.online_context_return(algo, task)
+            else:
+                row["before"] = self.agent_return(task, algo.initial_agent())
+                row["episodes"] = self.zero_shot_returns(algo, task)
+                row["after"] = row["episodes"][0]
             if self.config.random_policy:
                 row["random"] = self.random_return(task)
             row["stand_still"] = self.reference("stand_still", task)
             row["expert"] = self.reference("expert", task)
             row["normalised"] = {k: normalised(row[k], row["stand_still"], row["expert"]) for k in ("before", "after", "random") if k in row}
+            if "episodes" in row:
+                row["normalised_episodes"] = [normalised(r, row["stand_still"], row["expert"]) for r in row["episodes"]]
             if online:
                 row["online"] = {str(k): v for k, v in self.finetune_online(algo, agent, task, online, row["after"]).items()}
             rows.append(row)
@@ -209,63 +310,16 @@ class Evaluator:
         for k in rows[0]["normalised"]:
             values = [r["normalised"][k] for r in rows]
             mean["normalised"][k] = None if any(v is None for v in values) else float(np.mean(values))
+        if mode == "zero_shot":
+            mean["episodes"] = [float(v) for v in np.mean([r["episodes"] for r in rows], axis=0)]
+            per = list(zip(*[r["normalised_episodes"] for r in rows]))
+            mean["normalised_episodes"] = [None if any(v is None for v in vs) else float(np.mean(vs)) for vs in per]
         if online:
             mean["online"] = {str(s): float(np.mean([r["online"][str(s)] for r in rows])) for s in online}
-        return {"tasks": rows, "mean": mean}
+        return {"mode": mode, "tasks": rows, "mean": mean}
 
     # --------------------------------------------------------------------- online fine-tuning
     def finetune_online(self, algo: Any, agent: Agent, task: int, marks: Sequence[int], after_return: float) -> dict[int, float]:
-        """Deterministic returns after ``marks`` online env steps of fine-tuning ``agent``."""
-        cfg = self.config
-        env = self.env(task)
-        if agent.value is None:
-            raise BadInput(f"algorithm {algo.name} has no value function; online fine-tuning needs one")
-        policy_params = {k: v.clone().requires_grad_(True) for k, v in agent.policy_params.items()}
-        value_params = {k: v.clone().requires_grad_(True) for k, v in agent.value_params.items()}
-        opt_v = torch.optim.Adam(value_params.values(), lr=cfg.online_lr)
-        opt_p = torch.optim.Adam(policy_params.values(), lr=cfg.online_lr)
-        batch = self.adaptation_batch(task, algo.adaptation_kind())
-        # The buffer holds actions in [-1, 1] (the policy's space) and the target fields.
-        names = ("observations", "actions", "mc_returns", "mc_bootstrap_discount", "bootstrap_observations")
-        buffer = {k: getattr(batch, k)[0].to(self.device) for k in names}
-        gen = torch.Generator().manual_seed(_episode_seed(self.seed, task, 0, 2))
-        results: dict[int, float] = {}
-        steps, rounds = 0, 0
-        pending = list(marks)
-        while pending and pending[0] <= steps:
-            results[pending.pop(0)] = after_return
-        while pending:
-            current = agent.with_params(policy_params, value_params)
-            taken: list[np.ndarray] = []
-
-            def explore(obs: np.ndarray) -> np.ndarray:
-                a = current.sample(torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)[None], gen)
-                taken.append(a[0].cpu().numpy())
-                return current.to_env(a)[0].cpu().numpy()
-
-            episode = rollout(env, explore, _episode_seed(self.seed, task, 1000 + rounds, 3))
-            fields = episode_targets(episode["rewards"], bool(episode["terminated"][-1]), episode["final_observation"], self.gamma)
-            new = {
-                "observations": torch.as_tensor(episode["observations"], device=self.device),
-                "actions": torch.as_tensor(np.stack(taken), device=self.device),
-                **{k: torch.as_tensor(v, device=self.device) for k, v in fields.items()},
-            }
-            buffer = {k: torch.cat([buffer[k], new[k]]) for k in buffer}
-            steps += len(episode["rewards"])
-            rounds += 1
-            if rounds > cfg.online_burn_in:
-                n = len(buffer["observations"])
-                for updates, opt, loss_fn in (
-                    (cfg.online_value_updates, opt_v, lambda b: algo.online_value_loss(agent, value_params, b)),
-                    (cfg.online_policy_updates, opt_p, lambda b: algo.online_policy_loss(agent, policy_params, value_params, b)),
-                ):
-                    for _ in range(updates):
-                        idx = torch.randint(0, n, (min(cfg.online_batch, n),), generator=gen).to(self.device)
-                        loss = loss_fn({k: v.index_select(0, idx) for k, v in buffer.items()})
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-            while pending and pending[0] <= steps:
-                tuned = agent.with_params(policy_params, value_params)
-                results[pending.pop(0)] = self.mean_return(task, agent_actor(tuned, self.device))
-        return results
+        """Deterministic returns after ``marks`` online env steps of fine-tuning ``agent``: the
+        algorithm's hook ``algo.finetune_online`` (default: the MACAW reference procedure)."""
+        return algo.finetune_online(self, agent, task, marks, after_return)

@@ -14,6 +14,7 @@ ALGORITHMS: dict[str, str] = {
     "macega": "omrl_algos.macega:Macega",
     "mtft": "omrl_algos.mtft:MultiTaskFineTune",
     "metabc": "omrl_algos.metabc:MetaBC",
+    "r2pgo": "omrl_algos.r2pgo:R2pgo",
 }
 
 

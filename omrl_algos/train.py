@@ -294,7 +294,12 @@ def restore(ckpt: dict[str, Any], algo: Any, sampler: Any | None, device: torch.
 # --------------------------------------------------------------------------------------- loop
 def eval_metrics(result: dict[str, Any]) -> dict[str, float]:
     m = result["mean"]
-    out = {f"eval/return_{k}": v for k, v in m.items() if k not in ("online", "normalised") and v is not None}
+    out = {f"eval/return_{k}": v for k, v in m.items() if k not in ("online", "normalised") and isinstance(v, (int, float))}
+    for k, v in enumerate(m.get("episodes") or [], start=1):  # zero-shot: episode k of a trial
+        out[f"eval/return_episode_{k}"] = v
+    for k, v in enumerate(m.get("normalised_episodes") or [], start=1):
+        if v is not None:
+            out[f"eval/normalised_episode_{k}"] = v
     for k, v in (m.get("normalised") or {}).items():
         if v is not None:
             out[f"eval/normalised_{k}"] = v
@@ -400,6 +405,7 @@ def train(
                 bar.advance(step, last_eval)
         if start >= steps and last_eval is None:  # resumed a finished run: evaluate again
             do_eval(start)
+        algo.write_artifacts(run_dir, dataset)
     finally:
         if bar is not None:
             bar.stop()

@@ -17,12 +17,14 @@ Row draws, per method:
   reference's trajectory batches did) and the query set B2 distinct rows outside it.
 - ``sample_context``: one window of C consecutive rows inside one episode per task, uniform over
   all such windows of the task; or whole episodes padded to a common length with ``mask``.
-- ``sample_negatives``: R2PGO's negatives, source tasks drawn with probabilities proportional to
-  ``exp(-alpha * |p_i - p_j|^2)``, then rows uniformly in the source task.
+- ``sample_negatives``: R2PGO's negatives, ``N_ij`` rows (or windows) from task j for anchor i,
+  proportional to ``exp(-alpha * |p_i - p_j|^2)`` (alpha relative to the features' scale by
+  default) and rounded so they sum to ``n_total``; then rows uniformly in the source task.
 - ``adaptation_batch``: a fixed set of rows of one task, a pure function of (seed, task).
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any, Sequence
 
@@ -344,8 +346,12 @@ class TaskBatchSampler:
         length: int | None = None,
         whole_episodes: bool = False,
         tasks: Sequence[int] | None = None,
+        windows: int | None = None,
     ) -> TaskBatch:
         """Contiguous history per task for recurrent and context encoders.
+
+        ``windows=N`` (with ``length``): N independent windows per task, ``[T, N, C, ...]``,
+        ``mask [T, N, C]``: each inside one episode, as below.
 
         ``whole_episodes=False``: ``[T, C, ...]`` with C = ``length``: one window of C
         consecutive rows inside one episode, uniform over all such windows of the task. A task
@@ -376,48 +382,112 @@ class TaskBatchSampler:
         if length is None:
             raise BadInput("sample_context needs length=C for windows; or pass whole_episodes=True")
         c = _positive(length, "length")
+        if windows is None:
+            rows, mask = self._window_rows(task_ids, c)
+            return self._gather(task_ids, rows, mask=mask)
+        n = _positive(windows, "windows")
+        rows, mask = self._window_rows(task_ids.repeat_interleave(n), c)
+        return self._windows_batch(task_ids, rows.view(len(task_ids), n, c), mask.view(len(task_ids), n, c))
+
+    def _window_rows(self, src: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each task of ``src [M]``: one window of ``c`` consecutive rows inside one episode,
+        uniform over all such windows of the task; a task with no episode of ``c`` rows gets one
+        of its episodes from its first row, padded (``mask`` False). ``rows, mask [M, c]``."""
+        eps = self._episode_table()
+        lo, hi = eps.task_first[src], eps.task_first[src + 1]
         cum, totals = self._window_table(c)
-        total = totals[task_ids]
+        total = totals[src]
         has = total > 0
-        u = self._randint(total.clamp(min=1)[:, None], (len(task_ids), 1)).squeeze(1)
+        u = self._randint(total.clamp(min=1)[:, None], (len(src), 1)).squeeze(1)
         # Window u of the task: find its episode by the cumulative window counts.
         e = (torch.searchsorted(cum, cum[lo] + u, right=True) - 1).clamp(max=len(eps.start) - 1)
         start = eps.start[e] + (cum[lo] + u - cum[e])
         steps = torch.arange(c)
         rows = start[:, None] + steps[None, :]
-        mask = torch.ones((len(task_ids), c), dtype=torch.bool)
+        mask = torch.ones((len(src), c), dtype=torch.bool)
         if not bool(has.all()):
-            e_pad = lo + self._randint((hi - lo)[:, None], (len(task_ids), 1)).squeeze(1)
+            e_pad = lo + self._randint((hi - lo)[:, None], (len(src), 1)).squeeze(1)
             ep_len = eps.length[e_pad]
             pad_rows = eps.start[e_pad][:, None] + torch.minimum(steps[None, :], ep_len[:, None] - 1)
             rows = torch.where(has[:, None], rows, pad_rows)
             mask = has[:, None] | (steps[None, :] < ep_len[:, None])
-        return self._gather(task_ids, rows, mask=mask)
+        return rows, mask
 
-    def sample_negatives(self, anchor_tasks: Sequence[int] | torch.Tensor, n_total: int, alpha: float) -> TaskBatch:
-        """R2PGO negatives: ``[A, n_total, ...]`` rows from pool tasks other than each anchor.
+    def _windows_batch(self, task_ids: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor, row_task_index: torch.Tensor | None = None) -> TaskBatch:
+        """A batch of windows ``[T, N, L, ...]`` from global rows ``rows [T, N, L]``."""
+        t, n, c = rows.shape
+        flat = self._gather(task_ids, rows.reshape(t, n * c), mask=mask.reshape(t, n * c), row_task_index=None)
+        out = {}
+        for f in dataclasses.fields(flat):
+            v = getattr(flat, f.name)
+            if f.name in ("task_index", "task_features") or v is None:
+                out[f.name] = v
+            else:
+                out[f.name] = v.view(t, n, c, *v.shape[2:])
+        out["row_task_index"] = None if row_task_index is None else row_task_index.to(self.device)
+        return TaskBatch(**out)
 
-        Each row's source task j is drawn independently with probability proportional to
-        ``b_ij = exp(-alpha * |p_i - p_j|^2)`` over the pool tasks j != i (``p`` the task
-        features), so the expected count from j is ``n_total * b_ij / sum_k b_ik``; ``alpha=0``
-        is uniform over the other tasks. Rows are then uniform within the source task.
-        ``task_index``/``task_features`` are the anchors'; ``row_task_index [A, n_total]`` holds
-        each row's source task.
+    def sample_negatives(
+        self,
+        anchor_tasks: Sequence[int] | torch.Tensor,
+        n_total: int,
+        alpha: float,
+        length: int | None = None,
+        relative: bool = True,
+        counts: str = "deterministic",
+    ) -> TaskBatch:
+        """R2PGO negatives (paper 004, eq. 4-5): ``[A, n_total, ...]`` rows, or with ``length=L``
+        windows ``[A, n_total, L, ...]`` (inside one episode, ``mask`` as :meth:`sample_context`),
+        from pool tasks other than each anchor.
+
+        Task j gives anchor i ``N_ij`` of them, ``N_ij = w_ij * n_total`` with
+        ``w_ij = b_ij / sum_k b_ik``, ``b_ij = exp(-alpha * |p_i - p_j|^2)`` on the task features
+        (:meth:`negative_probabilities`; ``relative=True`` measures alpha against the pool's mean
+        squared feature distance, so one alpha means the same on every family; ``alpha=0`` is
+        uniform). ``counts="deterministic"``: the N_ij are rounded by largest remainders so they
+        sum to ``n_total`` (:meth:`negative_counts`), rows grouped by source task in pool order;
+        ``counts="random"``: each row's source task is drawn with probability ``w_ij``. Rows or
+        windows are uniform within the source task. ``task_index``/``task_features`` are the
+        anchors'; ``row_task_index [A, n_total]`` holds each row's source task.
         """
         anchors = torch.as_tensor(self._check_task_indices(anchor_tasks, "anchor_tasks"), dtype=torch.int64)
         n = _positive(n_total, "n_total")
-        probs = self.negative_probabilities(anchors, alpha)  # [A, P]
-        src_pos = torch.multinomial(probs, n, replacement=True, generator=self._generator)
-        src = self._pool_t[src_pos]
-        rows = self._randint(self._sizes[src], src.shape) + self._offsets[src]
-        return self._gather(anchors, rows, row_task_index=src)
+        if counts == "deterministic":
+            per_task = self.negative_counts(anchors, n, alpha, relative)  # [A, P]
+            src_pos = torch.stack([torch.repeat_interleave(torch.arange(len(self.pool)), row) for row in per_task])
+        elif counts == "random":
+            probs = self.negative_probabilities(anchors, alpha, relative)  # [A, P]
+            src_pos = torch.multinomial(probs, n, replacement=True, generator=self._generator)
+        else:
+            raise BadInput(f"counts={counts!r} must be deterministic or random")
+        src = self._pool_t[src_pos]  # [A, n]
+        if length is None:
+            rows = self._randint(self._sizes[src], src.shape) + self._offsets[src]
+            return self._gather(anchors, rows, row_task_index=src)
+        c = _positive(length, "length")
+        rows, mask = self._window_rows(src.reshape(-1), c)
+        return self._windows_batch(anchors, rows.view(len(anchors), n, c), mask.view(len(anchors), n, c), row_task_index=src)
 
-    def negative_probabilities(self, anchor_tasks: Sequence[int] | torch.Tensor, alpha: float) -> torch.Tensor:
-        """``[A, P]`` float64 (P = pool size, pool order): the probability that a negative of
-        anchor i comes from pool task j, ``b_ij / sum_k b_ik`` with the anchor itself at 0."""
+    def feature_scale(self) -> float:
+        """The pool's mean squared distance between the features of two distinct tasks (1 when
+        the pool has one task or all features are equal): the unit of a relative alpha."""
+        feats = self._features64[self._pool_t]
+        p = len(feats)
+        if p < 2:
+            return 1.0
+        d2 = ((feats[:, None, :] - feats[None, :, :]) ** 2).sum(-1)
+        scale = float(d2.sum() / (p * (p - 1)))
+        return scale if scale > 0 else 1.0
+
+    def negative_probabilities(self, anchor_tasks: Sequence[int] | torch.Tensor, alpha: float, relative: bool = True) -> torch.Tensor:
+        """``[A, P]`` float64 (P = pool size, pool order): the share of anchor i's negatives from
+        pool task j, ``b_ij / sum_k b_ik`` with the anchor itself at 0; ``relative``: alpha in
+        units of 1 / :meth:`feature_scale`."""
         alpha = float(alpha)
         if not alpha >= 0 or alpha == float("inf"):
             raise BadInput(f"alpha={alpha} must be a finite number >= 0 (0 gives uniform negatives)")
+        if relative:
+            alpha = alpha / self.feature_scale()
         anchors = torch.as_tensor(self._check_task_indices(anchor_tasks, "anchor_tasks"), dtype=torch.int64)
         feats = self._features64
         d2 = ((feats[anchors][:, None, :] - feats[self._pool_t][None, :, :]) ** 2).sum(-1)
@@ -427,6 +497,22 @@ class TaskBatchSampler:
         if bool(lonely.any()):
             raise BadInput(f"anchor task {int(anchors[lonely][0])} has no other task in the pool {self.pool} to draw negatives from")
         return torch.softmax(logits, dim=1)
+
+    def negative_counts(self, anchor_tasks: Sequence[int] | torch.Tensor, n_total: int, alpha: float, relative: bool = True) -> torch.Tensor:
+        """``[A, P]`` int64: ``N_ij``, the shares of :meth:`negative_probabilities` times
+        ``n_total`` rounded by largest remainders (floors, then one more to the tasks with the
+        largest remainders, ties to the earlier pool task): each row sums to ``n_total``."""
+        n = _positive(n_total, "n_total")
+        exact = self.negative_probabilities(anchor_tasks, alpha, relative) * n
+        out = torch.floor(exact).to(torch.int64)
+        rest = exact - out
+        for a in range(len(out)):
+            short = n - int(out[a].sum())
+            if short > 0:
+                # stable sort on -remainder: ties keep pool order
+                order = torch.sort(-rest[a], stable=True).indices[:short]
+                out[a, order] += 1
+        return out
 
     def adaptation_batch(self, task: int, size: int = 256, contiguous: bool = False, stride: int = 1) -> TaskBatch:
         """``[1, size, ...]``: the batch used to adapt on ``task`` (any task of the dataset).

@@ -218,7 +218,7 @@ def test_negative_probabilities_follow_the_kernel(ds):
     s = TaskBatchSampler(ds, "all", seed=9)
     feats = ds.tasks.features.astype(np.float64)
     for alpha in (0.0, 0.7, 5.0):
-        probs = s.negative_probabilities([0, 3], alpha).numpy()
+        probs = s.negative_probabilities([0, 3], alpha, relative=False).numpy()
         for row, i in zip(probs, (0, 3)):
             b = np.exp(-alpha * ((feats[i] - feats) ** 2).sum(1))
             b[i] = 0.0
@@ -231,13 +231,13 @@ def test_negative_counts_follow_the_kernel(ds, alpha):
     s = TaskBatchSampler(ds, "all", seed=10)
     anchors = [0, 4]
     n_total = 6000
-    b = s.sample_negatives(anchors, n_total=n_total, alpha=alpha)
+    b = s.sample_negatives(anchors, n_total=n_total, alpha=alpha, relative=False, counts="random")
     check_batch(b, 2, n_total)
     assert b.row_task_index.shape == (2, n_total) and b.row_task_index.dtype == torch.int64
     assert b.task_index.tolist() == anchors
     src = b.row_task_index.numpy()
     assert_rows_belong(ds, b, tasks=src)
-    probs = s.negative_probabilities(anchors, alpha).numpy()
+    probs = s.negative_probabilities(anchors, alpha, relative=False).numpy()
     for a, i in enumerate(anchors):
         counts = np.bincount(src[a], minlength=6)
         assert counts[i] == 0
@@ -254,6 +254,85 @@ def test_negative_kernel_prefers_near_tasks(ds):
     d2 = ((ds.tasks.features - ds.tasks.features[0]) ** 2).sum(1)
     nearest, farthest = np.argsort(d2)[1], np.argsort(d2)[-1]
     assert counts[nearest] > counts[farthest]
+
+
+def _features_dataset(features: list[list[float]], rows: int = 120, horizon: int = 10) -> MultiTaskDataset:
+    """tagged_dataset with hand-made task features."""
+    base = tagged_dataset(rows=(rows,) * len(features), horizon=horizon, n_test=0)
+    from dataclasses import replace as dc_replace
+
+    tasks = dc_replace(base.tasks, features=np.asarray(features, dtype=np.float32))
+    return MultiTaskDataset(tasks, base.fields, base.offsets, base.metadata)
+
+
+def test_negative_counts_are_n_ij_for_hand_made_features():
+    # 1-D features 0, 1, 2, 4; anchor 0: |p_0 - p_j|^2 = 1, 4, 16. Absolute alpha 0.5:
+    # b = e^-0.5, e^-2, e^-8 -> shares 0.8171, 0.1823, 0.0006 of 20 -> 16.34, 3.65, 0.01
+    # floors 16, 3, 0 (19), one more to the largest remainder (task 2: 0.65) -> 16, 4, 0.
+    ds = _features_dataset([[0.0], [1.0], [2.0], [4.0]])
+    s = TaskBatchSampler(ds, "all", seed=1)
+    b = np.exp(-0.5 * np.array([1.0, 4.0, 16.0]))
+    np.testing.assert_allclose(s.negative_probabilities([0], 0.5, relative=False).numpy()[0, 1:], b / b.sum(), rtol=1e-12)
+    assert s.negative_counts([0], 20, 0.5, relative=False).tolist() == [[0, 16, 4, 0]]
+    # anchor 2 (p = 2): distances 4, 1, 4 -> b = e^-2, e^-0.5, e^-2, shares 0.1543, 0.6914, 0.1543;
+    # x 10 = 1.54, 6.91, 1.54 -> floors 1, 6, 1 (8); two more: task 1 (0.91), then the tie
+    # 0.54 / 0.54 goes to the earlier task 0 -> 2, 7, 1.
+    assert s.negative_counts([2], 10, 0.5, relative=False).tolist() == [[2, 7, 0, 1]]
+    # uniform (alpha 0): 9 over 3 other tasks -> 3 each; 10 -> 4, 3, 3 (ties to the earlier task)
+    assert s.negative_counts([1], 9, 0.0).tolist() == [[3, 0, 3, 3]]
+    assert s.negative_counts([1], 10, 0.0).tolist() == [[4, 0, 3, 3]]
+    batch = s.sample_negatives([0, 2], 20, 0.5, relative=False)
+    src = batch.row_task_index.numpy()
+    assert [np.bincount(r, minlength=4).tolist() for r in src] == [[0, 16, 4, 0], [3, 14, 0, 3]]
+    assert_rows_belong(ds, batch, tasks=src)
+    for seed in range(5):  # every anchor's counts sum to n_total, for any alpha
+        counts = TaskBatchSampler(ds, "all", seed=seed).negative_counts([0, 1, 2, 3], 7 + seed, float(seed))
+        assert counts.sum(1).tolist() == [7 + seed] * 4 and bool((counts[torch.arange(4), torch.arange(4)] == 0).all())
+
+
+def test_relative_alpha_means_the_same_on_any_feature_scale():
+    feats = [[0.0, 0.0], [1.0, 0.5], [2.0, 2.0], [3.5, 1.0], [0.5, 3.0]]
+    small = TaskBatchSampler(_features_dataset([[0.3 * x for x in f] for f in feats]), "all")
+    wide = TaskBatchSampler(_features_dataset([[3 * x for x in f] for f in feats]), "all")
+    # the unit of a relative alpha is the mean squared distance between two distinct tasks
+    d2 = [((np.array(a) - np.array(b)) ** 2).sum() for i, a in enumerate(feats) for j, b in enumerate(feats) if i != j]
+    assert small.feature_scale() == pytest.approx(0.09 * np.mean(d2), rel=1e-6) and wide.feature_scale() == pytest.approx(9 * np.mean(d2), rel=1e-6)
+    for alpha in (0.3, 1.0, 4.0):
+        torch.testing.assert_close(small.negative_probabilities([0, 3], alpha), wide.negative_probabilities([0, 3], alpha))
+        assert small.negative_counts([0, 3], 64, alpha).tolist() == wide.negative_counts([0, 3], 64, alpha).tolist()
+    # absolute alpha: the wide features make the same alpha nearly one-hot
+    assert float(wide.negative_probabilities([0], 1.0, relative=False).max()) > 0.999
+    assert float(small.negative_probabilities([0], 1.0, relative=False).max()) < 0.9
+
+
+def test_context_windows_per_task_never_cross_episodes_and_carry_masks():
+    ds = tagged_dataset(rows=(300, 60, 400), horizon=7, n_test=0)  # task 1: episodes of 7 rows
+    s = TaskBatchSampler(ds, "all", seed=3)
+    b = s.sample_context(length=5, windows=6)
+    assert b.observations.shape == (3, 6, 5, OBS) and b.mask.shape == (3, 6, 5) and b.rewards.shape == (3, 6, 5)
+    assert b.task_features.shape == (3, 2) and b.batch_size == 6
+    ids = b.observations[..., 0].long().numpy()
+    for t in range(3):
+        assert set(ds.fields["observations"][ids[t].ravel(), 1].astype(int)) == {int(b.task_index[t])}
+        for w in range(6):
+            ep = ds.fields["episode_index"][ids[t, w]]
+            assert np.all(ep == ep[0]) and np.all(np.diff(ids[t, w]) == 1)
+    assert bool(b.mask.all())
+    # windows longer than every episode: one episode from its first row, padded, zeros under the mask
+    long = s.sample_context(length=10, windows=4)
+    lengths = long.mask.sum(-1)
+    assert long.mask.shape == (3, 4, 10) and bool(((lengths >= 1) & (lengths <= 7)).all())
+    assert bool((long.mask == (torch.arange(10) < lengths[..., None])).all())  # real rows first, then padding
+    assert float(long.observations[~long.mask].abs().sum()) == 0.0
+    # negatives as windows: [A, N, L], from the counted tasks, inside one episode of their source
+    neg = s.sample_negatives([0], 8, 0.0, length=4)
+    assert neg.observations.shape == (1, 8, 4, OBS) and neg.row_task_index.shape == (1, 8)
+    nid = neg.observations[0, ..., 0].long().numpy()
+    for w in range(8):
+        assert set(ds.fields["observations"][nid[w], 1].astype(int)) == {int(neg.row_task_index[0, w])}
+        ep = ds.fields["episode_index"][nid[w]]
+        assert np.all(ep == ep[0]) and np.all(np.diff(nid[w]) == 1)
+    assert sorted(neg.row_task_index[0].tolist()) == [1, 1, 1, 1, 2, 2, 2, 2]
 
 
 # ------------------------------------------------------------------------------------- adaptation

@@ -21,11 +21,12 @@ same here (the default 1 also decodes next states, which dynamics-changing famil
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from omrl_algos.actor_critic import SoftActorCritic
+from omrl_algos.base import Agent
 from omrl_algos.r2pgo import ContextAgent, R2pgo, R2pgoConfig
 from omrl_data.batch import TaskBatch
 from omrl_data.errors import BadInput
@@ -81,6 +82,9 @@ class Borel(R2pgo):
     def adapt(self, batch: TaskBatch) -> "BeliefAgent":
         batch = batch.to(self.device)
         return BeliefAgent(self, base=self.features(batch)[0][batch.mask[0]], listening=False)
+
+    def finetune_online(self, evaluator: Any, agent: Agent, task: int, marks: Sequence[int], after_return: float) -> dict[int, float]:
+        raise BadInput("borel adapts by inference, not by gradient steps: it has no online fine-tuning; evaluate it with eval.mode=zero_shot, offline or online_context")
 
 
 class BeliefAgent(ContextAgent):

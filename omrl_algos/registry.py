@@ -15,6 +15,11 @@ ALGORITHMS: dict[str, str] = {
     "mtft": "omrl_algos.mtft:MultiTaskFineTune",
     "metabc": "omrl_algos.metabc:MetaBC",
     "r2pgo": "omrl_algos.r2pgo:R2pgo",
+    "focal": "omrl_algos.focal:Focal",
+    "corro": "omrl_algos.corro:Corro",
+    "csro": "omrl_algos.csro:Csro",
+    "borel": "omrl_algos.borel:Borel",
+    "pearl": "omrl_algos.pearl:Pearl",
 }
 
 

@@ -42,7 +42,7 @@ def fidelity(
     budget: str = typer.Option("small", "--budget", help="small (2-core CPU, < 1 h) | full (the papers' sizes, GPU) | tiny (tests)"),
     seeds: int = typer.Option(3, "--seeds", help="seeds per family and algorithm (0 .. N-1)"),
     algorithms: str = typer.Option("macaw,macega,mtft,metabc", "--algorithms", help="comma-separated algorithms"),
-    families: Optional[str] = typer.Option(None, "--families", help="comma-separated families (default: all of the budget)"),
+    families: Optional[str] = typer.Option(None, "--families", help="comma-separated families (default: the protocol's four; hopper_params, walker_params on request)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="parallel runs and collection workers (default: one per core)"),
     out: Optional[Path] = typer.Option(None, "--out", help="study folder (default studies/fidelity-<budget>)"),
     resume: bool = typer.Option(False, "--resume", help="skip finished runs, continue unfinished ones"),

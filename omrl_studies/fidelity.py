@@ -45,7 +45,7 @@ class FidelityOptions:
     budget: str = recipes.DEFAULT_BUDGET
     seeds: int = 3  # seeds 0 .. seeds-1 of every (family, algorithm)
     algorithms: tuple[str, ...] = recipes.ALGORITHMS
-    families: tuple[str, ...] | None = None  # None = every family of the budget
+    families: tuple[str, ...] | None = None  # None = the protocol's families (recipes.FAMILIES) of the budget; others with a recipe (hopper_params, walker_params) on request
     workers: int | None = None  # parallel training runs (and collection workers); None = one per core
     out: str | Path | None = None  # study folder; None = studies/fidelity-<budget>
     resume: bool = False
@@ -114,7 +114,8 @@ def plan_fidelity(options: FidelityOptions) -> FidelityPlan:
     workers = default_workers() if options.workers is None else options.workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise BadInput(f"--workers must be a positive integer, got {workers!r}")
-    families = recipes.families_of(options.budget) if options.families is None else _names(
+    default = tuple(f for f in recipes.families_of(options.budget) if f in recipes.FAMILIES)
+    families = default if options.families is None else _names(
         options.families, recipes.families_of(options.budget), "family", "--families", options.budget)
     registered = tuple(a for a in algorithm_names() if a in budget["algo"])
     algorithms = _names(options.algorithms, registered, "algorithm", "--algorithms", options.budget)

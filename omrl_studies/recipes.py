@@ -132,6 +132,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
                 "train.eval_every": 250,
                 "eval.episodes": 3,
             },
+            "hopper_params": {"train.steps": 4_000, "train.eval_every": 500, "eval.episodes": 3},  # as cheetah_vel; not yet run
+            "walker_params": {"train.steps": 4_000, "train.eval_every": 500, "eval.episodes": 3},
             "bandit": {
                 "train.steps": 500,  # paper 003: near-optimal after ~250 iterations
                 "train.eval_every": 250,

@@ -114,14 +114,16 @@ def test_lock_refusal_ctrl_c_and_resume(omrl_home):
     """A running collector holds the lock; a second one is refused naming it; Ctrl-C releases the
     lock, keeps the staging and prints the resume command; a changed resume is refused; the
     printed command finishes the dataset."""
-    args = [FAMILY, "--tasks", "2", "--mode", "random", "--steps-per-task", "20000", "--workers", "1", "--yes"]
+    # Long enough that the collector is still running when Ctrl-C arrives on an idle machine
+    # (20,000 steps per task finished in 3 s, before the test's checks).
+    args = [FAMILY, "--tasks", "2", "--mode", "random", "--steps-per-task", "200000", "--workers", "1", "--yes"]
     first = subprocess.Popen(_cli("collect", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     staging = _staging(omrl_home, "random-v1")
     try:
         _wait_for(lambda: holder(staging / "lock.json") is not None, 60, "the first collector to take the lock")
         _wait_for(lambda: len(_children(first.pid)) >= 1, 60, "the first collector's workers")
         with pytest.raises(LockedError, match=f"pid {first.pid}"):
-            collect(CollectConfig(family=FAMILY, tasks=2, mode="random", steps_per_task=20000), progress=False)
+            collect(CollectConfig(family=FAMILY, tasks=2, mode="random", steps_per_task=200000), progress=False)
         second = CliRunner().invoke(app, ["collect", *args])
         assert second.exit_code == 4 and f"pid {first.pid}" in second.output
         first.send_signal(signal.SIGINT)
@@ -138,12 +140,12 @@ def test_lock_refusal_ctrl_c_and_resume(omrl_home):
     assert changed.exit_code == 2 and "cannot resume" in changed.output
 
     command = next(line.strip() for line in out.splitlines() if line.strip().startswith("omrl-data collect"))
-    assert "--steps-per-task 20000" in command and command.endswith("--resume")
+    assert "--steps-per-task 200000" in command and command.endswith("--resume")
     resumed = CliRunner().invoke(app, command.split()[1:] + ["--yes"])
     assert resumed.exit_code == 0, resumed.output
     folder = catalog.resolve(f"omrl/{FAMILY}/random-v1")
     assert manifest.verify(folder) == []
-    assert zarr_io.task_row_counts(folder, 2) == [20000] * 2
+    assert zarr_io.task_row_counts(folder, 2) == [200000] * 2
     assert not staging.exists()
 
 

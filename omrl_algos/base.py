@@ -292,3 +292,31 @@ class MetaAlgorithm(nn.Module):
         t = getattr(self.config, "temperature", 1.0)
         m = getattr(self.config, "max_weight", 20.0)
         return losses.awr_loss(mean, agent.policy.sigma, batch["actions"], adv, t, m)["loss"]
+
+
+class InferenceAdaptation:
+    """The meta-test side every context-based method shares (a mixin before ``MetaAlgorithm``):
+    it adapts by inference, not by gradient steps. Its agent class (``agent_class``) takes
+    ``(algo, base=None, listening=True)``: ``base`` the context rows it starts from, ``listening``
+    whether ``observe`` grows the context. The algorithm provides ``features(batch)``."""
+
+    agent_class: ClassVar[type]
+
+    def initial_agent(self) -> Agent:
+        """The agent of a new trial: an empty context that grows by observing (zero-shot)."""
+        return self.agent_class(self)
+
+    def meta_agent(self) -> Agent:
+        """The policy on the prior (no context, never observing)."""
+        return self.agent_class(self, listening=False)
+
+    def adapt(self, batch: TaskBatch) -> Agent:
+        """An agent whose context is the batch's rows ``[1, B]`` in order (offline context)."""
+        batch = batch.to(self.device)
+        return self.agent_class(self, base=self.features(batch)[0][batch.mask[0]], listening=False)
+
+    def finetune_online(self, evaluator: Any, agent: Agent, task: int, marks: Sequence[int], after_return: float) -> dict[int, float]:
+        raise BadInput(
+            f"{self.name} adapts by inference, not by gradient steps: it has no online fine-tuning; "
+            "evaluate it with eval.mode=offline, online_context or zero_shot"
+        )

@@ -21,7 +21,7 @@ same here (the default 1 also decodes next states, which dynamics-changing famil
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -73,19 +73,6 @@ class Borel(R2pgo):
         k = torch.randint(0, length + 1, (t, rows)).to(self.device)
         return torch.gather(belief, 1, k[..., None].expand(-1, -1, belief.shape[-1]))
 
-    def initial_agent(self) -> "BeliefAgent":
-        return BeliefAgent(self)
-
-    def meta_agent(self) -> "BeliefAgent":
-        return BeliefAgent(self, listening=False)
-
-    def adapt(self, batch: TaskBatch) -> "BeliefAgent":
-        batch = batch.to(self.device)
-        return BeliefAgent(self, base=self.features(batch)[0][batch.mask[0]], listening=False)
-
-    def finetune_online(self, evaluator: Any, agent: Agent, task: int, marks: Sequence[int], after_return: float) -> dict[int, float]:
-        raise BadInput("borel adapts by inference, not by gradient steps: it has no online fine-tuning; evaluate it with eval.mode=zero_shot, offline or online_context")
-
 
 class BeliefAgent(ContextAgent):
     """R2PGO's context agent acting on BOReL's belief (posterior mean and log-variance)."""
@@ -104,3 +91,6 @@ class BeliefAgent(ContextAgent):
         mean, logvar = a.encode(rows[-length:][None], None)
         self._z = a.belief_of(mean[0, -1], logvar[0, -1])
         return self._z
+
+
+Borel.agent_class = BeliefAgent

@@ -22,14 +22,14 @@ actions in [-1, 1] and rewards times ``reward_scale``, in training and in the ag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from omrl_algos.actor_critic import metrics_of
-from omrl_algos.base import Agent, MetaAlgorithm
+from omrl_algos.base import Agent, InferenceAdaptation, MetaAlgorithm
 from omrl_algos.context import transition_features
 from omrl_algos.context_losses import product_of_gaussians
 from omrl_algos.meta import grad_norm
@@ -84,7 +84,7 @@ class TransitionEncoder(nn.Module):
         return self.head(self.body(x))
 
 
-class ContextBaseline(MetaAlgorithm):
+class ContextBaseline(InferenceAdaptation, MetaAlgorithm):
     """The shared machinery of the per-transition context methods (module docstring)."""
 
     Config: ClassVar[type] = ContextBaselineConfig
@@ -224,22 +224,6 @@ class ContextBaseline(MetaAlgorithm):
         self.ac.sac.update_targets(c.tau)
         return metrics
 
-    # ---------------------------------------------------------------------------- meta-test
-    def initial_agent(self) -> "TransitionContextAgent":
-        return TransitionContextAgent(self)
-
-    def meta_agent(self) -> "TransitionContextAgent":
-        """The policy on the prior latent (no context, never observing)."""
-        return TransitionContextAgent(self, listening=False)
-
-    def adapt(self, batch: TaskBatch) -> "TransitionContextAgent":
-        """An agent whose context is the batch's rows ``[1, B]`` (offline context)."""
-        batch = batch.to(self.device)
-        return TransitionContextAgent(self, base=self.features(batch)[0][batch.mask[0]], listening=False)
-
-    def finetune_online(self, evaluator: Any, agent: Agent, task: int, marks: Sequence[int], after_return: float) -> dict[int, float]:
-        raise BadInput(f"{self.name} adapts by inference, not by gradient steps: it has no online fine-tuning; evaluate it with eval.mode=offline, online_context or zero_shot")
-
 
 class TransitionContextAgent(Agent):
     """The context baselines' agent: a context of transitions (``base``, from offline data, then
@@ -299,3 +283,6 @@ class TransitionContextAgent(Agent):
         z = self.latent().expand(obs.shape[0], -1)
         action = a.ac.act(obs, z, generator=self.generator if explore else None, deterministic=not explore)
         return a.action_center + a.action_half * action
+
+
+ContextBaseline.agent_class = TransitionContextAgent

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from omrl_algos.actor_critic import CONDITIONINGS, SoftActorCritic, metrics_of
-from omrl_algos.base import Agent, MetaAlgorithm
+from omrl_algos.base import Agent, InferenceAdaptation, MetaAlgorithm
 from omrl_algos.context import SIMILARITIES, RecurrentEncoder, TransitionDecoder, elbo_terms, info_nce, reparameterise, transition_features
 from omrl_algos.meta import grad_norm
 from omrl_data.batch import TaskBatch
@@ -84,7 +84,7 @@ class R2pgoConfig:
     grad_clip: float = 0.0  # clip each group's gradient norm (encoder, actor, critic); 0 = off
 
 
-class R2pgo(MetaAlgorithm):
+class R2pgo(InferenceAdaptation, MetaAlgorithm):
     name = "r2pgo"
     Config = R2pgoConfig
     default_eval_mode = "zero_shot"
@@ -234,23 +234,6 @@ class R2pgo(MetaAlgorithm):
         metrics["train/phase"] = 2.0 if train_policy else 1.0
         return metrics
 
-    # ---------------------------------------------------------------------------- meta-test
-    def initial_agent(self) -> "ContextAgent":
-        return ContextAgent(self)
-
-    def meta_agent(self) -> "ContextAgent":
-        """The policy on the prior (no context, never observing)."""
-        return ContextAgent(self, listening=False)
-
-    def adapt(self, batch: TaskBatch) -> "ContextAgent":
-        """An agent whose context is the batch's rows ``[1, B]`` in order (offline context)."""
-        batch = batch.to(self.device)
-        rows = self.features(batch)[0][batch.mask[0]]
-        return ContextAgent(self, base=rows, listening=False)
-
-    def finetune_online(self, evaluator: Any, agent: Agent, task: int, marks: Sequence[int], after_return: float) -> dict[int, float]:
-        raise BadInput("r2pgo adapts by inference, not by gradient steps: it has no online fine-tuning; evaluate it with eval.mode=zero_shot or online_context")
-
     # ------------------------------------------------------------------------------ artefacts
     @torch.no_grad()
     def task_embeddings(self, dataset: Any, tasks: Sequence[int], windows: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -369,3 +352,6 @@ class ContextAgent(Agent):
             raise ValueError("set agent.generator before acting with explore=True")
         action, _ = a.sac.action(obs, z, generator=self.generator if explore else None, deterministic=not explore)
         return a.action_center + a.action_half * action
+
+
+R2pgo.agent_class = ContextAgent

@@ -34,8 +34,8 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from cli.data import main; main()", *args]
 
 
-def _staging(root: Path, name: str) -> Path:
-    return root / catalog.STAGING_DIR / "omrl" / FAMILY / name
+def _staging(root: Path, name: str, family: str = FAMILY) -> Path:
+    return root / catalog.STAGING_DIR / "omrl" / family / name
 
 
 def _group_hashes(dataset_dir: Path, task: int) -> dict[str, str]:
@@ -114,16 +114,17 @@ def test_lock_refusal_ctrl_c_and_resume(omrl_home):
     """A running collector holds the lock; a second one is refused naming it; Ctrl-C releases the
     lock, keeps the staging and prints the resume command; a changed resume is refused; the
     printed command finishes the dataset."""
-    # Long enough that the collector is still running when Ctrl-C arrives on an idle machine
-    # (20,000 steps per task finished in 3 s, before the test's checks).
-    args = [FAMILY, "--tasks", "2", "--mode", "random", "--steps-per-task", "200000", "--workers", "1", "--yes"]
+    # A MuJoCo family, long enough that the collector is still running when Ctrl-C arrives on an
+    # idle machine (point_robot_sparse finished 2 x 200,000 random steps before the test's checks).
+    family, steps = "cheetah_vel", 60000
+    args = [family, "--tasks", "2", "--mode", "random", "--steps-per-task", str(steps), "--workers", "1", "--yes"]
     first = subprocess.Popen(_cli("collect", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    staging = _staging(omrl_home, "random-v1")
+    staging = _staging(omrl_home, "random-v1", family)
     try:
         _wait_for(lambda: holder(staging / "lock.json") is not None, 60, "the first collector to take the lock")
         _wait_for(lambda: len(_children(first.pid)) >= 1, 60, "the first collector's workers")
         with pytest.raises(LockedError, match=f"pid {first.pid}"):
-            collect(CollectConfig(family=FAMILY, tasks=2, mode="random", steps_per_task=200000), progress=False)
+            collect(CollectConfig(family=family, tasks=2, mode="random", steps_per_task=steps), progress=False)
         second = CliRunner().invoke(app, ["collect", *args])
         assert second.exit_code == 4 and f"pid {first.pid}" in second.output
         first.send_signal(signal.SIGINT)
@@ -140,12 +141,12 @@ def test_lock_refusal_ctrl_c_and_resume(omrl_home):
     assert changed.exit_code == 2 and "cannot resume" in changed.output
 
     command = next(line.strip() for line in out.splitlines() if line.strip().startswith("omrl-data collect"))
-    assert "--steps-per-task 200000" in command and command.endswith("--resume")
+    assert f"--steps-per-task {steps}" in command and command.endswith("--resume")
     resumed = CliRunner().invoke(app, command.split()[1:] + ["--yes"])
     assert resumed.exit_code == 0, resumed.output
-    folder = catalog.resolve(f"omrl/{FAMILY}/random-v1")
+    folder = catalog.resolve(f"omrl/{family}/random-v1")
     assert manifest.verify(folder) == []
-    assert zarr_io.task_row_counts(folder, 2) == [200000] * 2
+    assert zarr_io.task_row_counts(folder, 2) == [steps] * 2
     assert not staging.exists()
 
 

@@ -118,7 +118,10 @@ def test_lock_refusal_ctrl_c_and_resume(omrl_home):
     # idle machine (point_robot_sparse finished 2 x 200,000 random steps before the test's checks).
     family, steps = "cheetah_vel", 60000
     args = [family, "--tasks", "2", "--mode", "random", "--steps-per-task", str(steps), "--workers", "1", "--yes"]
-    first = subprocess.Popen(_cli("collect", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT back to its default in the child: an earlier test in the same pytest process may leave
+    # it ignored, which a child inherits (Python then installs no KeyboardInterrupt handler).
+    first = subprocess.Popen(_cli("collect", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     staging = _staging(omrl_home, "random-v1", family)
     try:
         _wait_for(lambda: holder(staging / "lock.json") is not None, 60, "the first collector to take the lock")

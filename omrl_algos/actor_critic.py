@@ -213,12 +213,7 @@ class SoftActorCritic(nn.Module):
 
     def gradients(self, terms: dict[str, dict[str, torch.Tensor]]) -> dict[nn.Parameter, torch.Tensor]:
         """Each loss differentiated w.r.t. its own parameter group only."""
-        out: dict[nn.Parameter, torch.Tensor] = {}
-        for group, params in self.parameter_groups().items():
-            grads = torch.autograd.grad(terms[group]["loss"], params, retain_graph=True, allow_unused=True)
-            for p, g in zip(params, grads):
-                out[p] = torch.zeros_like(p) if g is None else g
-        return out
+        return group_gradients(terms, self.parameter_groups())
 
     @torch.no_grad()
     def update_targets(self, tau: float) -> None:
@@ -234,4 +229,15 @@ def metrics_of(terms: dict[str, dict[str, torch.Tensor]], prefix: str = "train/"
     for group, named in terms.items():
         for k, v in named.items():
             out[f"{prefix}{group}_{k}"] = float(v.detach())
+    return out
+
+
+def group_gradients(terms: dict[str, dict[str, torch.Tensor]], groups: dict[str, list[nn.Parameter]]) -> dict[nn.Parameter, torch.Tensor]:
+    """``terms[group]["loss"]`` differentiated w.r.t. that group's parameters only (zeros where a
+    parameter does not reach the loss)."""
+    out: dict[nn.Parameter, torch.Tensor] = {}
+    for group, params in groups.items():
+        grads = torch.autograd.grad(terms[group]["loss"], params, retain_graph=True, allow_unused=True)
+        for p, g in zip(params, grads):
+            out[p] = torch.zeros_like(p) if g is None else g
     return out

@@ -14,6 +14,8 @@ agent at test time.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -168,3 +170,10 @@ def reparameterise(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor
     """``mean + exp(logvar / 2) * noise``."""
     return mean + (0.5 * logvar).exp() * noise
 
+
+def observed_features(algo: Any, transition: dict[str, Any]) -> torch.Tensor:
+    """One env transition as the encoders read it: the action mapped from the env's box to
+    [-1, 1] and the reward scaled as in training (``algo.action_center/half``, ``reward_scale()``)."""
+    action = (transition["actions"].to(algo.device).float() - algo.action_center) / algo.action_half
+    reward = torch.as_tensor(transition["rewards"], dtype=torch.float32, device=algo.device) * algo.reward_scale()
+    return transition_features(transition["observations"].to(algo.device).float(), action, reward, transition["next_observations"].to(algo.device).float())

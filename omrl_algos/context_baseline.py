@@ -30,7 +30,7 @@ from torch import nn
 
 from omrl_algos.actor_critic import metrics_of
 from omrl_algos.base import Agent, InferenceAdaptation, MetaAlgorithm
-from omrl_algos.context import transition_features
+from omrl_algos.context import observed_features, transition_features
 from omrl_algos.context_losses import product_of_gaussians
 from omrl_algos.meta import grad_norm
 from omrl_algos.offline_ac import OfflineActorCritic
@@ -253,10 +253,7 @@ class TransitionContextAgent(Agent):
     def observe(self, transition: dict[str, Any]) -> None:
         if not self.listening:
             return
-        a = self.algo
-        action = (transition["actions"].to(a.device).float() - a.action_center) / a.action_half
-        reward = torch.as_tensor(transition["rewards"], dtype=torch.float32, device=a.device) * a.reward_scale()
-        self.history.append(transition_features(transition["observations"].to(a.device).float(), action, reward, transition["next_observations"].to(a.device).float()))
+        self.history.append(observed_features(self.algo, transition))
         self._z = None
 
     @torch.no_grad()

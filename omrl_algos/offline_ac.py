@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from omrl_algos.actor_critic import ConditionalMLP, LOG_STD_MAX, LOG_STD_MIN, SoftActorCritic, critic_loss, tanh_gaussian, tanh_gaussian_log_prob, temperature_loss
+from omrl_algos.actor_critic import ConditionalMLP, LOG_STD_MAX, LOG_STD_MIN, SoftActorCritic, critic_loss, group_gradients, tanh_gaussian, tanh_gaussian_log_prob, temperature_loss
 
 
 # ---------------------------------------------------------------------------------- pure pieces
@@ -131,12 +131,7 @@ class OfflineActorCritic(nn.Module):
 
     def gradients(self, terms: dict[str, dict[str, torch.Tensor]]) -> dict[nn.Parameter, torch.Tensor]:
         """Each loss differentiated w.r.t. its own parameter group only."""
-        out: dict[nn.Parameter, torch.Tensor] = {}
-        for group, params in self.parameter_groups().items():
-            grads = torch.autograd.grad(terms[group]["loss"], params, retain_graph=True, allow_unused=True)
-            for p, g in zip(params, grads):
-                out[p] = torch.zeros_like(p) if g is None else g
-        return out
+        return group_gradients(terms, self.parameter_groups())
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, z: torch.Tensor, generator: torch.Generator | None = None, deterministic: bool = True) -> torch.Tensor:

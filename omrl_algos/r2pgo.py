@@ -36,7 +36,7 @@ from torch import nn
 
 from omrl_algos.actor_critic import CONDITIONINGS, SoftActorCritic, metrics_of
 from omrl_algos.base import Agent, InferenceAdaptation, MetaAlgorithm
-from omrl_algos.context import SIMILARITIES, RecurrentEncoder, TransitionDecoder, elbo_terms, info_nce, reparameterise, transition_features
+from omrl_algos.context import SIMILARITIES, RecurrentEncoder, TransitionDecoder, elbo_terms, info_nce, observed_features, reparameterise, transition_features
 from omrl_algos.meta import grad_norm
 from omrl_data.batch import TaskBatch
 from omrl_data.errors import BadInput
@@ -312,10 +312,7 @@ class ContextAgent(Agent):
     def observe(self, transition: dict[str, Any]) -> None:
         if not self.listening:
             return
-        a = self.algo
-        action = (transition["actions"].to(a.device).float() - a.action_center) / a.action_half
-        reward = torch.as_tensor(transition["rewards"], dtype=torch.float32, device=a.device) * a.reward_scale()
-        x = transition_features(transition["observations"].to(a.device).float(), action, reward, transition["next_observations"].to(a.device).float())
+        x = observed_features(self.algo, transition)
         self.history.append(x)
         self._z = None
 

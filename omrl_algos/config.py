@@ -33,6 +33,8 @@ class TrainConfig:
     device: str = "cpu"  # torch device of networks and batches: cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0 = auto: the cores not busy (load average), at most 4
     stop_on_nan: bool = True  # stop with one line when a training metric becomes NaN/inf; false = keep going
+    lr_decay: str = "none"  # outer-lr schedule over `steps`, every group of the algorithm's optimizer: none | cosine | linear
+    lr_final: float = 0.1  # lr at the last meta-step as a fraction of the configured one (cosine / linear)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class EvalConfig:
 
     adapt_batch: int = 256  # transitions of the test task's offline data used to adapt (paper 001, Alg. 2)
     episodes: int = 1  # deterministic rollouts per test task and policy (reference: 1)
+    adapt_draws: int = 1  # offline mode: independent adaptation batches per test task, each adapted on and rolled out `episodes` times; "after" is the mean over all (more draws: less noise from which rows the batch holds)
     random_policy: bool = True  # also report a uniform random policy per task
     max_tasks: int = 0  # evaluate only the first N test tasks; 0 = all
     online_steps: tuple[int, ...] = ()  # online fine-tuning checkpoints in env steps, e.g. (0, 500, 1000); empty = off

@@ -141,6 +141,8 @@ class Evaluator:
             raise BadInput(f"eval episodes={config.episodes} must be at least 1")
         if config.mode not in EVAL_MODES:
             raise BadInput(f"eval.mode={config.mode!r} is not one of {', '.join(EVAL_MODES)}")
+        if config.adapt_draws < 1:
+            raise BadInput(f"eval.adapt_draws={config.adapt_draws} must be at least 1")
         if config.trial_episodes < 1:
             raise BadInput(f"eval.trial_episodes={config.trial_episodes} must be at least 1")
         # packed=False: on the CPU the evaluation sampler shares the dataset's arrays (no second copy).
@@ -195,10 +197,10 @@ class Evaluator:
             self._random[task] = self.mean_return(task, lambda obs: rng.uniform(low, high).astype(np.float32), stream=1)
         return self._random[task]
 
-    def adaptation_batch(self, task: int, kind: dict[str, Any] | None = None) -> Any:
-        """The fixed adaptation batch of ``task`` (actions in [-1, 1]); ``kind``: the algorithm's
-        ``adaptation_kind()`` (i.i.d. rows when None)."""
-        return self.sampler.adaptation_batch(task, self.config.adapt_batch, **(kind or {}))
+    def adaptation_batch(self, task: int, kind: dict[str, Any] | None = None, draw: int = 0) -> Any:
+        """The fixed adaptation batch number ``draw`` of ``task`` (actions in [-1, 1]); ``kind``:
+        the algorithm's ``adaptation_kind()`` (i.i.d. rows when None)."""
+        return self.sampler.adaptation_batch(task, self.config.adapt_batch, draw=draw, **(kind or {}))
 
     def references(self) -> dict[str, Any]:
         """The dataset's normalised-score references (stand_still, expert, random per task)."""
@@ -219,16 +221,26 @@ class Evaluator:
         mode = self.config.mode
         return getattr(algo, "default_eval_mode", "offline") if mode == "auto" else mode
 
-    def agent_return(self, task: int, agent: Agent, stream: int = 0) -> float:
-        """Mean deterministic return of ``agent`` over ``episodes`` fixed-seed episodes, reset
-        before each and observing nothing (its context stays what it was given)."""
+    def agent_return(self, task: int, agent: Agent, stream: int = 0, first_episode: int = 0) -> float:
+        """Mean deterministic return of ``agent`` over ``episodes`` fixed-seed episodes (numbers
+        ``first_episode`` on), reset before each and observing nothing (its context stays what it
+        was given)."""
         env = self.env(task)
         actor = agent_actor(agent, self.device)
         returns = []
-        for e in range(self.config.episodes):
+        for e in range(first_episode, first_episode + self.config.episodes):
             agent.reset()
             returns.append(rollout(env, actor, episode_seed(self.seed, task, e, stream))["rewards"].sum())
         return float(np.mean(returns))
+
+    def adapted_agents(self, algo: Any, task: int, kind: dict[str, Any] | None) -> list[Agent]:
+        """Mode 1: the agents adapted on the task's ``adapt_draws`` adaptation batches."""
+        return [algo.adapt(self.adaptation_batch(task, kind, draw=d)) for d in range(self.config.adapt_draws)]
+
+    def adapted_return(self, task: int, agents: list[Agent]) -> float:
+        """Mean return of the adapted agents, agent ``d`` on its own ``episodes`` episodes."""
+        n = self.config.episodes
+        return float(np.mean([self.agent_return(task, a, first_episode=d * n) for d, a in enumerate(agents)]))
 
     def online_context_return(self, algo: Any, task: int) -> float:
         """Mode 2: ``explore_episodes`` stochastic episodes observed by the agent, then the
@@ -279,9 +291,10 @@ class Evaluator:
         for i, task in enumerate(self.tasks):
             row: dict[str, Any] = {"task": task, "params": self.dataset.tasks.params[task]}
             if mode == "offline":
-                agent = algo.adapt(self.adaptation_batch(task, kind))
+                agents = self.adapted_agents(algo, task, kind)
+                agent = agents[0]  # online fine-tuning continues the agent of batch 0
                 row["before"] = self.mean_return(task, before_actor)
-                row["after"] = self.agent_return(task, agent)
+                row["after"] = self.adapted_return(task, agents)
             elif mode == "online_context":
                 row["before"] = self.agent_return(task, algo.initial_agent())
                 row["after"] = self.online_context_return(algo, task)

@@ -17,6 +17,7 @@ the batches and numbers an uninterrupted run would have produced.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import time
@@ -27,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from omrl_algos.config import RunConfig, apply_overrides, default_config, load_config_file
+from omrl_algos.config import RunConfig, TrainConfig, apply_overrides, default_config, load_config_file
 from omrl_algos.evaluation import Evaluator
 from omrl_algos.logger import MetricsLogger, plot_learning_curve
 from omrl_algos.registry import get_algorithm
@@ -124,6 +125,35 @@ def check_dataset(cfg: RunConfig, dataset: Any) -> None:
     for name, value in (("train.eval_every", cfg.train.eval_every), ("train.checkpoint_every", cfg.train.checkpoint_every)):
         if value < 0:
             raise BadInput(f"{name}={value} must be >= 0 (0 = off)")
+    check_lr_schedule(cfg.train)
+
+
+LR_DECAYS = ("none", "cosine", "linear")
+
+
+def check_lr_schedule(t: TrainConfig) -> None:
+    if t.lr_decay not in LR_DECAYS:
+        raise BadInput(f"train.lr_decay={t.lr_decay!r} is not one of {', '.join(LR_DECAYS)}")
+    if not 0.0 <= t.lr_final <= 1.0:
+        raise BadInput(f"train.lr_final={t.lr_final} must be in [0, 1] (a fraction of the configured lr)")
+
+
+def lr_factor(t: TrainConfig, step: int) -> float:
+    """The outer lr of meta-step ``step`` (1-based) as a fraction of the configured one: 1 at the
+    first step, ``lr_final`` at ``t.steps`` (a pure function of the step, so a resumed run follows
+    the same schedule)."""
+    if t.lr_decay == "none" or t.steps <= 1:
+        return 1.0
+    frac = min(max((step - 1) / (t.steps - 1), 0.0), 1.0)
+    shape = 0.5 * (1.0 + math.cos(math.pi * frac)) if t.lr_decay == "cosine" else 1.0 - frac
+    return t.lr_final + (1.0 - t.lr_final) * shape
+
+
+def set_outer_lr(optimizer: Any, factor: float) -> None:
+    """Scale every param group's lr to ``factor`` x the lr it was built with (kept as ``base_lr``)."""
+    for group in optimizer.param_groups:
+        group.setdefault("base_lr", group["lr"])
+        group["lr"] = group["base_lr"] * factor
 
 
 def resolve_dataset_settings(cfg: RunConfig, dataset: Any) -> None:
@@ -388,6 +418,8 @@ def train(
     last_checkpoint = start
     try:
         for step in range(start + 1, steps + 1):
+            if cfg.train.lr_decay != "none" and algo.optimizer is not None:
+                set_outer_lr(algo.optimizer, lr_factor(cfg.train, step))
             metrics = algo.train_step(sampler)
             if cfg.train.stop_on_nan:
                 check_finite(metrics, step, last_checkpoint)

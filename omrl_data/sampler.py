@@ -514,14 +514,14 @@ class TaskBatchSampler:
                 out[a, order] += 1
         return out
 
-    def adaptation_batch(self, task: int, size: int = 256, contiguous: bool = False, stride: int = 1) -> TaskBatch:
+    def adaptation_batch(self, task: int, size: int = 256, contiguous: bool = False, stride: int = 1, draw: int = 0) -> TaskBatch:
         """``[1, size, ...]``: the batch used to adapt on ``task`` (any task of the dataset).
 
         Rows: ``size`` distinct rows of the task, uniform, from a generator seeded by
         ``(seed, task)`` alone; ``contiguous=True`` gives one window of ``size`` rows in collect
         order instead, every ``stride``-th row (as :meth:`sample_support_query`). The same
-        (seed, task, size, contiguous, stride) always gives the same rows, and the call does not
-        advance the sampler's own stream.
+        (seed, task, size, contiguous, stride, draw) always gives the same rows, and the call does
+        not advance the sampler's own stream; ``draw`` = 1, 2, ... give further independent batches.
         """
         (t,) = self._check_task_indices([task], "task")
         size = _positive(size, "size")
@@ -530,7 +530,11 @@ class TaskBatchSampler:
         if int(n[0]) < size:
             raise BadInput(f"adaptation batch of {size} rows but task {t} holds {int(n[0])}; lower size")
         state = self._generator.get_state()
-        seed = int(np.random.SeedSequence([self.seed, t, 0xADA]).generate_state(1, np.uint64)[0] >> 1)
+        draw = int(draw)
+        if draw < 0:
+            raise BadInput(f"draw={draw} must be >= 0")
+        entropy = [self.seed, t, 0xADA] + ([draw] if draw else [])  # draw 0: the batch of earlier versions
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
         self._generator.manual_seed(seed)
         try:
             if contiguous:

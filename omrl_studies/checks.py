@@ -18,13 +18,13 @@ def resolve_training(algorithm: str, overrides: list[str], family: str, rows_per
     """
     import torch
 
-    from omrl_algos.train import build_algorithm, check_device, resolve_config
+    from omrl_algos.train import build_algorithm, check_device, check_lr_schedule, resolve_config
     from omrl_data.tasks import get_family
 
     cfg = resolve_config(algorithm, list(overrides))
     t, e = cfg.train, cfg.eval
     for name, value in (("train.steps", t.steps), ("train.log_every", t.log_every), ("eval.episodes", e.episodes),
-                        ("eval.adapt_batch", e.adapt_batch)):
+                        ("eval.adapt_batch", e.adapt_batch), ("eval.adapt_draws", e.adapt_draws)):
         if value < 1:
             raise BadInput(f"{name}={value} must be at least 1")
     for name, value in (("train.eval_every", t.eval_every), ("train.checkpoint_every", t.checkpoint_every),
@@ -32,6 +32,7 @@ def resolve_training(algorithm: str, overrides: list[str], family: str, rows_per
         if value < 0:
             raise BadInput(f"{name}={value} must be >= 0")
     check_device(t.device)
+    check_lr_schedule(t)
     fam = get_family(family)
     try:
         build_algorithm(cfg, int(fam.obs_dim), int(fam.act_dim), torch.device("cpu"))

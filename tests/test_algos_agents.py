@@ -10,11 +10,13 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 import torch
+import pytest
 
 from omrl_algos.config import EvalConfig
 from omrl_algos.evaluation import Evaluator
 from omrl_algos.macaw import Macaw, MacawConfig
 from omrl_algos.mtft import MtftConfig, MultiTaskFineTune
+from omrl_data.errors import BadInput
 from omrl_data.tasks import get_family
 from tests.tiny_bandit import bandit_dataset
 
@@ -81,3 +83,29 @@ def test_macaw_offline_adaptation_and_online_finetuning_are_bit_identical_to_bef
 
 def test_mtft_offline_adaptation_and_online_finetuning_are_bit_identical_to_before_the_refactor():
     assert _fingerprint("mtft") == GOLDEN["mtft"]
+
+
+def test_adapt_draws_average_agents_adapted_on_independent_batches():
+    """eval.adapt_draws=2: "after" is the mean of the agent adapted on batch 0 (episodes 0..n-1,
+    as with one draw) and of the agent adapted on batch 1 (episodes n..2n-1)."""
+    ds = bandit_dataset(n_train=6, n_test=2, rows=300, gamma=0.9)
+    torch.manual_seed(0)
+    algo = Macaw(MacawConfig(width=16, depth=2, latent_dim=8, adv_width=8, support_size=32, query_size=32, meta_batch=3, inner_lr_init=0.5, reward_scale=1.0), 1, 5)
+    algo.set_action_bounds(*ds.action_bounds)
+    sampler = algo.make_sampler(ds, seed=0, device="cpu")
+    for _ in range(3):
+        algo.train_step(sampler)
+    one = Evaluator(ds, EvalConfig(adapt_batch=32, episodes=2, random_policy=False), seed=0)
+    two = Evaluator(ds, EvalConfig(adapt_batch=32, episodes=2, random_policy=False, adapt_draws=2), seed=0)
+    r1, r2 = one.evaluate(algo), two.evaluate(algo)
+    task = one.tasks[0]
+    kind = algo.adaptation_kind()
+    b0, b1 = (two.adaptation_batch(task, kind, draw=d) for d in (0, 1))
+    assert not torch.equal(b0.observations, b1.observations) or not torch.equal(b0.actions, b1.actions)
+    a1 = algo.adapt(b1)
+    expected = 0.5 * (r1["tasks"][0]["after"] + two.agent_return(task, a1, first_episode=2))
+    assert r2["tasks"][0]["after"] == pytest.approx(expected, rel=1e-12)
+    assert r2["tasks"][0]["before"] == r1["tasks"][0]["before"]
+    one.close(), two.close()
+    with pytest.raises(BadInput, match="adapt_draws"):
+        Evaluator(ds, EvalConfig(adapt_draws=0), seed=0)

@@ -51,6 +51,34 @@ def test_factored_weight_transform_meta_gradients_equal_the_dense_ones(inner_ste
     assert _worst_relative(fast, dense) < 1e-9
 
 
+def test_factored_meta_step_frees_its_graph():
+    """The taps' gradient hook must not outlive its backward: a hook left registered kept every
+    meta-step's graph alive (the main job grew to 6.7 GB in 4,000 meta-steps)."""
+    import gc
+    import weakref
+
+    torch.manual_seed(0)
+    algo = Macaw(MacawConfig(**SMALL), obs_dim=3, act_dim=2)
+    seen: list = []
+    with_taps = algo._with_taps
+
+    def recording(*args):
+        meta, per_task, (live, leaves) = with_taps(*args)
+        seen.append([weakref.ref(t) for t in leaves])
+        return meta, per_task, (live, leaves)
+
+    algo._with_taps = recording
+    for seed in range(3):
+        support, query = make_batch(3, 16, 3, 2, seed), make_batch(3, 16, 3, 2, seed + 10)
+        out = algo.meta_losses(support, query)
+        (out["value_loss"].mean() + out["policy_loss"].mean()).backward()
+        del out
+    algo.meta_losses(*(make_batch(3, 16, 3, 2, s) for s in (7, 8)))  # its backward never comes
+    algo.meta_losses(*(make_batch(3, 16, 3, 2, s) for s in (5, 6)))
+    gc.collect()
+    assert seen[0] and all(r() is None for step in seen[:4] for r in step)
+
+
 def test_factored_step_never_forms_the_adapted_map_and_materialises_to_the_dense_one():
     torch.manual_seed(0)
     net = ValueNetwork(3, width=8, depth=2, latent_dim=4).double()

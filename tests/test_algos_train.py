@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -94,6 +96,34 @@ def _fails(result, text: str) -> None:
     assert text in out and "Traceback" not in out, out
 
 
+def test_lr_decay_schedule_reaches_the_final_fraction_and_resumes_exactly(tmp_path):
+    from omrl_algos.config import TrainConfig
+    from omrl_algos.train import lr_factor
+
+    for decay in ("cosine", "linear"):
+        t = TrainConfig(steps=101, lr_decay=decay, lr_final=0.1)
+        f = [lr_factor(t, s) for s in range(1, 102)]
+        assert f[0] == 1.0 and abs(f[-1] - 0.1) < 1e-12 and all(a >= b for a, b in zip(f, f[1:]))
+    assert lr_factor(TrainConfig(steps=10, lr_decay="cosine"), 6) < lr_factor(TrainConfig(steps=10, lr_decay="linear"), 6) + 0.2
+    assert lr_factor(TrainConfig(steps=10), 10) == 1.0  # none
+    ds = write_bandit_dataset(n_rows=300)
+    common = ["train.eval_every=3", "train.log_every=1", "eval.episodes=1", "algo.support_size=16", "algo.query_size=16",
+              "train.lr_decay=cosine", "train.lr_final=0.2"]
+    full = train(run_config(ds, tmp_path / "full", "train.steps=8", "train.checkpoint_every=3", *common), progress=False)
+    plain = train(run_config(ds, tmp_path / "plain", "train.steps=8", *common[:-2]), progress=False)
+    # An 8-step run interrupted after step 6: its folder as the kill left it, latest = step 6.
+    shutil.copytree(full.run_dir, tmp_path / "part")
+    shutil.copy(tmp_path / "part" / "checkpoints" / "step_000006.pt", tmp_path / "part" / "checkpoints" / "latest.pt")
+    resumed = train(resolve_config("macaw", [], resume_dir=tmp_path / "part"), resume=True, progress=False)
+    a, b, c = _state(full.run_dir), _state(resumed.run_dir), _state(plain.run_dir)
+    for k in a["algo"]:
+        assert torch.equal(a["algo"][k], b["algo"][k]), k
+    assert any(not torch.equal(a["algo"][k], c["algo"][k]) for k in a["algo"])  # the schedule changed the updates
+    lrs = [g["lr"] for g in a["optimizer"]["param_groups"]]
+    bases = [g["base_lr"] for g in a["optimizer"]["param_groups"]]
+    assert lrs == [pytest.approx(0.2 * x) for x in bases]  # the last step ran at lr_final
+
+
 def test_cli_unknown_dataset_fails_in_one_line(tmp_path):
     _fails(runner.invoke(app, ["macaw", "--dataset", "omrl/bandit/nope", "--out", str(tmp_path / "r")]), "error")
     assert not (tmp_path / "r").exists()
@@ -109,6 +139,7 @@ def test_cli_bad_settings_and_resume_errors(tmp_path):
     ds = write_bandit_dataset(n_rows=300)
     _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--set", "algo.widht=3"]), "unknown setting")
     _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--steps", "0", "--out", str(tmp_path / "r")]), "train.steps=0")
+    _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--set", "train.lr_decay=step", "--out", str(tmp_path / "r")]), "train.lr_decay")
     _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--resume", "--out", str(tmp_path / "none")]), "nothing to resume")
     if not torch.cuda.is_available():
         _fails(runner.invoke(app, ["macaw", "--dataset", ds, "--device", "cuda", "--out", str(tmp_path / "r")]), "CUDA is not available")

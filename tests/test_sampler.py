@@ -351,6 +351,15 @@ def test_adaptation_batch_is_fixed_and_leaves_the_stream_alone(ds):
     assert not np.array_equal(row_ids(TaskBatchSampler(ds, "test", seed=13).adaptation_batch(5, 256)), row_ids(a1))
     window = row_ids(s.adaptation_batch(4, size=64, contiguous=True))[0]
     np.testing.assert_array_equal(np.diff(window), 1)
+    # Further draws: fixed, distinct from draw 0 and from each other; draw 0 is the default batch.
+    assert np.array_equal(row_ids(s.adaptation_batch(5, 256, draw=0)), row_ids(a1))
+    d1, d2 = (row_ids(s.adaptation_batch(5, 256, draw=d)) for d in (1, 2))
+    assert np.array_equal(d1, row_ids(s.adaptation_batch(5, 256, draw=1)))
+    assert not np.array_equal(d1, row_ids(a1)) and not np.array_equal(d1, d2)
+    w1 = row_ids(s.adaptation_batch(4, size=64, contiguous=True, draw=1))[0]
+    assert w1[0] != window[0]
+    with pytest.raises(BadInput, match="draw=-1"):
+        s.adaptation_batch(5, 256, draw=-1)
 
 
 # ------------------------------------------------------------------------ determinism and resume

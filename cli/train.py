@@ -180,7 +180,8 @@ def demo(
     except DemoInterrupted as e:
         err_console.print(f"[yellow]interrupted[/] ({e.what}); continue with:\n  {e.resume_command}", highlight=False, soft_wrap=True)
         sys.exit(130)
-    print_eval(result.eval, f"MACAW on {result.dataset_id}: per held-out task, {result.episodes} deterministic episode(s)")
+    draws = f", after adaptation on each of {result.adapt_draws} batches" if result.adapt_draws > 1 else ""
+    print_eval(result.eval, f"MACAW on {result.dataset_id}: per held-out task, {result.episodes} deterministic episode(s) per policy{draws}")
     console.print(f"learning curve: [bold]{result.run_dir / 'learning_curve.png'}[/]")
     console.print(f"run folder: [bold]{result.run_dir}[/]  (total {result.seconds / 60:.1f} min)")
 

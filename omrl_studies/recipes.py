@@ -12,7 +12,12 @@ setting with a comment. Edit the numbers there; nothing else in the package hold
 - ``algo[algorithm]``: ``--set`` settings of one algorithm on every family (network width, latent
   size, batch sizes, outer learning rates). Only these four kinds of setting may differ from
   ``omrl-train <algo>``'s own defaults in the small budget (issue 14, item 8).
-- ``algo_family[(family, algorithm)]``: rare exceptions to the two tables above.
+- ``algo_family[(family, algorithm)]``: rare exceptions to the two tables above (one of them,
+  R2PGO/BOReL's ``encoder_steps`` on point_robot_sparse, is not one of those four kinds: said
+  where it is set).
+
+:data:`ALGORITHMS` is the protocol's default list; :data:`CONTEXT_ALGORITHMS` have recipes in
+every budget and run when ``--algorithms`` names them.
 
 Budgets:
 
@@ -182,7 +187,12 @@ BUDGETS: dict[str, dict[str, Any]] = {
                 "algo.policy_lr": 1e-3,  # default 1e-4
             },
             # The context methods: MACAW's small width and half the actor-critic rows; latent
-            # sizes and the lrs (3e-4, SAC's) are omrl-train's defaults.
+            # sizes and the lrs (3e-4, SAC's) are omrl-train's defaults. Seconds per meta-step at
+            # these sizes, one thread, load 2-2.7 (point robot / cheetah_vel / hopper): FOCAL 0.012 /
+            # 0.014 / 0.013, CORRO 0.014 / 0.018 / 0.014, CSRO 0.049 / 0.052 / 0.038, PEARL 0.010 /
+            # 0.012 / 0.010, R2PGO 0.018 / 0.024 / 0.020 (encoder phase 0.06), BOReL 0.011 / 0.011 /
+            # 0.016 (encoder phase 0.03); MACAW 0.043 / 0.049 / 0.056. Not in the default list: the
+            # seven on the three families with 3 seeds take ~1.5 h on one core (docs/context-results.md).
             "r2pgo": dict(_SMALL_CONTEXT_SEQ),
             "borel": dict(_SMALL_CONTEXT_SEQ),
             "focal": dict(_SMALL_CONTEXT),

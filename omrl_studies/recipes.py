@@ -192,7 +192,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
             # 0.014 / 0.013, CORRO 0.014 / 0.018 / 0.014, CSRO 0.049 / 0.052 / 0.038, PEARL 0.010 /
             # 0.012 / 0.010, R2PGO 0.018 / 0.024 / 0.020 (encoder phase 0.06), BOReL 0.011 / 0.011 /
             # 0.016 (encoder phase 0.03); MACAW 0.043 / 0.049 / 0.056. Not in the default list: the
-            # seven on the three families with 3 seeds take ~1.5 h on one core (docs/context-results.md).
+            # seven on the three families with 3 seeds take ~2 h on one core at load 2-5 (docs/context-results.md).
             "r2pgo": dict(_SMALL_CONTEXT_SEQ),
             "borel": dict(_SMALL_CONTEXT_SEQ),
             "focal": dict(_SMALL_CONTEXT),

@@ -41,7 +41,8 @@ def _root() -> None:
 def fidelity(
     budget: str = typer.Option("small", "--budget", help="small (2-core CPU, < 1 h) | full (the papers' sizes, GPU) | tiny (tests)"),
     seeds: int = typer.Option(3, "--seeds", help="seeds per family and algorithm (0 .. N-1)"),
-    algorithms: str = typer.Option("macaw,macega,mtft,metabc", "--algorithms", help="comma-separated algorithms"),
+    algorithms: str = typer.Option("macaw,macega,mtft,metabc", "--algorithms",
+                                   help="comma-separated algorithms (default: the four gradient-based ones; the context methods r2pgo, focal, corro, csro, borel, pearl on request)"),
     families: Optional[str] = typer.Option(None, "--families", help="comma-separated families (default: the protocol's four; hopper_params, walker_params on request)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="parallel runs and collection workers (default: one per core)"),
     out: Optional[Path] = typer.Option(None, "--out", help="study folder (default studies/fidelity-<budget>)"),

@@ -209,6 +209,32 @@ def test_fidelity_resume_continues_unfinished_runs_and_skips_finished_ones(omrl_
     assert rows[0]["seeds"] == [0, 1]
 
 
+def test_every_budget_accepts_the_context_methods(omrl_home):
+    """--algorithms takes all ten; the default list stays the four gradient-based methods."""
+    assert plan_fidelity(FidelityOptions(budget="tiny", workers=1, out=omrl_home / "s")).algorithms == recipes.ALGORITHMS
+    for budget in ("tiny", "small", "full"):
+        plan = plan_fidelity(FidelityOptions(budget=budget, workers=1, out=omrl_home / "s", families=("point_robot_sparse",),
+                                             algorithms=recipes.ALGORITHMS + recipes.CONTEXT_ALGORITHMS))
+        assert len(plan.algorithms) == 10
+    small = recipes.training_settings("small", "point_robot_sparse", "r2pgo")
+    assert small["algo.encoder_steps"] < small["train.steps"]  # the policy phase exists on the short family
+    assert _catalog_is_empty(omrl_home)
+
+
+def test_fidelity_tiny_runs_context_methods_end_to_end(omrl_home, tmp_path):
+    """A zero-shot method (R2PGO: episodes 1..K in eval.json) and an offline-context one (FOCAL)."""
+    out = tmp_path / "study"
+    result = run_fidelity(FidelityOptions(budget="tiny", seeds=1, algorithms=("r2pgo", "focal"), families=("point_robot_sparse",),
+                                          workers=1, out=out), console=None, progress=False)
+    assert not result.failed
+    rows = {r["algorithm"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert set(rows) == {"r2pgo", "focal"}
+    assert all(r["return_after_mean"] is not None and r["return_before_mean"] is not None for r in rows.values())
+    ev = json.loads((out / "runs" / "point_robot_sparse" / "r2pgo" / "s0" / "eval.json").read_text())
+    assert ev["mode"] == "zero_shot" and len(ev["mean"]["episodes"]) == 5
+    assert json.loads((out / "runs" / "point_robot_sparse" / "focal" / "s0" / "eval.json").read_text())["mode"] == "offline"
+
+
 # ------------------------------------------------------------------------------ the demo
 def _tiny_demo(monkeypatch):
     """The demo with a tiny random bandit recipe and a few meta-steps (same code path)."""

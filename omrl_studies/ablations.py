@@ -4,8 +4,8 @@ One table, :data:`ABLATIONS`: algorithm -> its settings, the full method first. 
 name (run folder), the label of the papers' tables and the ``--set`` overrides that switch the
 component off. ``match_params`` widens the network after the overrides until it has as many
 parameters as the full method's (MACAW's "no weight transform, equal parameters"). To add an
-algorithm's ablations (R2PGO: no RCTR, no APG) add its list here; the study checks every
-override against the algorithm's config before anything runs.
+algorithm's ablations add its list here; the study checks every override against the
+algorithm's config before anything runs.
 """
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ ABLATIONS: dict[str, tuple[Ablation, ...]] = {
         FULL,
         Ablation("no-eg", "No EG", ("algo.no_evolving_gradient=true",)),
         Ablation("no-ga", "No GA", ("algo.no_gradient_agreement=true",)),
+    ),
+    # paper 004 (R2PGO), Fig. 3: the similarity-weighted negatives (RCTR) and the hypernetwork (APG)
+    "r2pgo": (
+        FULL,
+        Ablation("no-rctr", "no RCTR (uniform negatives)", ("algo.negatives=uniform",)),
+        Ablation("no-apg", "no APG (z concatenated to the state)", ("algo.conditioning=concat",)),
+        Ablation("neither", "no RCTR, no APG", ("algo.negatives=uniform", "algo.conditioning=concat")),
     ),
 }
 

@@ -317,7 +317,8 @@ def test_every_declared_ablation_is_a_real_setting_and_equal_params_matches(omrl
             cfg = resolve_training(algo, [*base, *a.overrides], "cheetah_vel")
             for item in a.overrides:
                 key, _, value = item.partition("=")
-                assert getattr(cfg.algo, key.split(".")[1]) == (value == "true")
+                expected = {"true": True, "false": False}.get(value, value)
+                assert getattr(cfg.algo, key.split(".")[1]) == expected
     plan = plan_study(_opts("ablations", tmp_path / "a", family="cheetah_vel", algorithms=("macaw",)))
     assert [t.key for t in plan.trainings] == ["full", "no-adv-head", "no-wt-equal-width", "no-wt-equal-params"]
     full = plan.settings[("full", "macaw")]

@@ -136,8 +136,11 @@ class RunSpec:
             return
         if cfg.get("algorithm") not in (None, self.algorithm):
             raise BadInput(f"{self.out} holds a {cfg.get('algorithm')} run, but this study trains {self.algorithm} there; use another --out")
-        for item in self.settings:
+        last: dict[str, str] = {}
+        for item in self.settings:  # a later --set of a key overrides an earlier one, as in omrl-train
             key, _, raw = item.partition("=")
+            last[key] = raw
+        for key, raw in last.items():
             if key.split(".")[0] == "eval" or key in EXTENDABLE:
                 continue
             node: Any = cfg

@@ -454,3 +454,19 @@ def test_resume_refuses_a_run_made_with_other_settings(omrl_home, tmp_path):
     # More meta-steps or other evaluation settings are a continuation, not a conflict.
     (run / "config.json").write_text(json.dumps({**base, "train": {"steps": 10, "eval_every": 5}, "eval": {"episodes": 3}}))
     plan_fidelity(FidelityOptions(budget="tiny", seeds=1, algorithms=("mtft",), families=("bandit",), out=out, resume=True))
+
+
+def test_resume_check_reads_the_last_value_of_a_repeated_setting(tmp_path):
+    """An equal-params ablation appends ``algo.width=N`` after the budget's width: resuming it must
+    compare the saved run with N (what omrl-train used), not with the budget's width."""
+    from omrl_data.errors import BadInput
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"algorithm": "macaw", "dataset": "omrl/x/y-v1", "algo": {"width": 294}}))
+    spec = RunSpec(family="cheetah_dir", algorithm="macaw", seed=0, dataset_id="omrl/x/y-v1", out=out,
+                   settings=["algo.width=64", "algo.weight_transform=false", "algo.width=294"], steps=10)
+    spec.check_folder()  # the run's width is the last one set: accepted
+    wrong = RunSpec(**{**spec.__dict__, "settings": ["algo.width=294", "algo.width=64"]})
+    with pytest.raises(BadInput, match="algo.width=294, the recipe now says algo.width=64"):
+        wrong.check_folder()

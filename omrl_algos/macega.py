@@ -78,7 +78,8 @@ class MacegaConfig(MacawConfig):
     evolving_paths: str = "both"  # meta-gradient through copies' values and weights (both) or only the weights (weights; EvoGrad's strict form)
     no_evolving_gradient: bool = False  # ablation "No EG": phi* = phi', theta* = theta' (plain first-order SGD meta-gradient)
     no_gradient_agreement: bool = False  # ablation "No GA": average the policy meta-gradients instead of agreement weights
-    policy_inner_lr_init: float = 0.0  # initial inner lr of the policy (and advantage head); 0 = inner_lr_init. First-order inner steps need a larger policy step to adapt
+    inner_lr_init: float = 3e-4  # initial inner lr of the value (and of the policy when policy_inner_lr_init = 0). MACAW's 1e-3 lets the first-order meta value drift off the data (docs/algorithms.md, "MACEGA's value drift"): on cheetah_dir its query MSE grew 1.8 -> 1,100 in 900 meta-steps and a third of the runs diverged
+    policy_inner_lr_init: float = 1e-3  # initial inner lr of the policy (and advantage head); 0 = inner_lr_init. First-order inner steps need a larger policy step to adapt
     agreement_normalise: bool = False  # agreement from the cosines of the task vectors instead of their dot products (a task's weight no longer grows with its vector's norm)
     weighted_backward: bool = True  # one backward of mean_i L_V,i + sum_i w_i L_P,i with the agreement weights computed first (they come from the inner updates); False = per-task meta-gradients, then their weighted sum (the straightforward version, same numbers; always so with agreement_vectors=outer)
     agreement_vectors: str = "inner"  # the g_i of the agreement weights: inner (each task's inner policy update theta' - theta, as Eshratifar et al.) | outer (the per-task policy meta-gradients); paper 000 does not say which

@@ -77,12 +77,24 @@ def _run(cls, cfg, ds, logging_env, log) -> list:
     return out
 
 
+def _assert_matches_golden(name: str) -> None:
+    """Returns (before, after, random, online) exactly; the action statistics to 1e-5 relative:
+    on another CPU (the golden numbers came from an Intel machine; an AMD EPYC differs by
+    ~1e-7 relative) float32 kernels round differently, while a changed procedure moves them by
+    far more (a different action anywhere changes the first digits)."""
+    *returns, actions = _fingerprint(name)
+    *golden_returns, golden_actions = GOLDEN[name]
+    assert returns == golden_returns
+    assert actions[0] == golden_actions[0]  # the number of env steps
+    assert actions[1:] == pytest.approx(golden_actions[1:], rel=1e-5)
+
+
 def test_macaw_offline_adaptation_and_online_finetuning_are_bit_identical_to_before_the_refactor():
-    assert _fingerprint("macaw") == GOLDEN["macaw"]
+    _assert_matches_golden("macaw")
 
 
 def test_mtft_offline_adaptation_and_online_finetuning_are_bit_identical_to_before_the_refactor():
-    assert _fingerprint("mtft") == GOLDEN["mtft"]
+    _assert_matches_golden("mtft")
 
 
 def test_adapt_draws_average_agents_adapted_on_independent_batches():

@@ -11,7 +11,7 @@ from omrl_algos.config import EvalConfig
 from omrl_algos.evaluation import Evaluator
 from omrl_algos.macaw import Macaw, MacawConfig
 from omrl_algos.macega import Macega, MacegaConfig
-from omrl_algos.meta import call
+from omrl_algos.meta import call, task_tensors
 from omrl_algos.metabc import MetaBC, MetaBCConfig
 from omrl_algos.mtft import MtftConfig, MultiTaskFineTune
 from omrl_data.tasks import get_family
@@ -85,6 +85,34 @@ def test_macega_evolving_weights_are_alive_at_any_loss_scale():
     assert maxima[True, 1.0] < 0.9 and maxima[True, 300.0] < 0.9, maxima
     assert maxima[True, 300.0] == pytest.approx(maxima[True, 1.0], abs=0.1), maxima
     assert maxima[False, 300.0] > 0.95, maxima
+
+
+def test_macega_meta_value_stays_on_the_data_with_its_default_inner_lr():
+    """First-order inner steps leave the meta value free to drift wherever one large inner step
+    still lands on the data: at MACAW's value inner lr 1e-3 the meta value's own outer (query)
+    loss grows ~20x within 100 meta-steps on the point robot (cheetah_dir: ~600x, then NaN); at
+    MACEGA's default 3e-4 it falls (docs/algorithms.md, "MACEGA's value drift")."""
+    ds = point_robot_dataset(n_tasks=8)
+    probe = None
+    ends = {}
+    for lr in (1e-3, MacegaConfig.inner_lr_init):
+        torch.manual_seed(0)
+        cfg = MacegaConfig(width=64, latent_dim=16, support_size=64, query_size=64, meta_batch=4, reward_scale=1.0, inner_lr_init=lr, value_lr=1e-3, policy_lr=1e-3)
+        algo = Macega(cfg, 2, 2)
+        if probe is None:  # the same query rows for both runs
+            _, probe = algo.make_sampler(ds, seed=1, device="cpu").sample_support_query(64, 64, contiguous=True, stride=7)
+        fields = task_tensors(probe)
+
+        def meta_value_loss() -> float:
+            value = algo.meta_params()["value"]
+            return float(np.mean([float(algo._outer_value(value, {k: v[t] for k, v in fields.items()})[0]["value_mse"]) for t in range(probe.num_tasks)]))
+
+        start = meta_value_loss()
+        _train(algo, ds, 120)
+        ends[lr] = meta_value_loss() / start
+    assert MacegaConfig.inner_lr_init < 1e-3
+    assert ends[1e-3] > 5.0, ends  # MACAW's inner lr: the meta value drifts off the data
+    assert ends[MacegaConfig.inner_lr_init] < 1.0, ends  # the default: it fits the data
 
 
 @pytest.mark.slow

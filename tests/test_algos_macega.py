@@ -17,7 +17,7 @@ from omrl_algos.registry import get_algorithm
 from omrl_data.errors import BadInput
 from tests.tiny_bandit import bandit_dataset
 
-TINY = dict(width=16, depth=2, weight_transform=False, meta_batch=3, support_size=32, query_size=32, inner_lr_init=0.05)
+TINY = dict(width=16, depth=2, weight_transform=False, meta_batch=3, support_size=32, query_size=32, inner_lr_init=0.05, policy_inner_lr_init=0.05)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -234,7 +234,7 @@ def test_ablations_and_bad_settings(bandit):
 # ---------------------------------------------------------------------------------- learning
 def test_macega_learns_on_the_bandit(bandit):
     """After 300 meta-steps, adapting on 256 rows of a held-out task finds its best arm."""
-    algo = make(seed=0, width=32, meta_batch=5, support_size=64, query_size=64, inner_lr_init=1e-3, policy_lr=1e-3, value_lr=1e-3)
+    algo = make(seed=0, width=32, meta_batch=5, support_size=64, query_size=64, inner_lr_init=1e-3, policy_inner_lr_init=1e-3, policy_lr=1e-3, value_lr=1e-3)
     evaluator = Evaluator(bandit, EvalConfig(episodes=10, adapt_batch=256), seed=0)
     untrained = evaluator.evaluate(algo)["mean"]
     sampler = algo.make_sampler(bandit, seed=0, device="cpu")

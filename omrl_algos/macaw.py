@@ -68,7 +68,8 @@ class MacawConfig:
     contiguous_support: bool = True  # support = one window of rows in collect order (the reference's trajectory batches); meta-test adapts on the same kind of window
     support_stride: int = 7  # the window takes every k-th row (reference: its buffers were read every 7th transition, so 256 rows span ~9 episodes)
     inner_steps: int = 1  # inner SGD steps (value then policy per step)
-    inner_lr_init: float = 1e-3  # initial inner lr; stored as log(lr), applied through softplus
+    inner_lr_init: float = 1e-3  # initial inner lr (value, and policy unless policy_inner_lr_init); stored as log(lr), applied through softplus
+    policy_inner_lr_init: float = 0.0  # initial inner lr of the policy (and advantage head); 0 = inner_lr_init
     learn_inner_lrs: bool = True  # meta-learn the per-tensor inner lrs and c
     lr_lr: float = 1e-3  # Adam lr of the inner lrs and c
     adv_coef_init: float = 0.01  # initial advantage-loss coefficient c; stored as log(c), applied through softplus
@@ -105,7 +106,7 @@ class Macaw(MetaAlgorithm):
             obs_dim, act_dim, sigma=c.policy_sigma, adv_width=c.adv_width, advantage_head=c.advantage_head, **net
         ).to(self.device)
         self.value_lrs = make_inner_lrs(self.value, c.inner_lr_init, self.device)
-        self.policy_lrs = make_inner_lrs(self.policy, c.inner_lr_init, self.device)
+        self.policy_lrs = make_inner_lrs(self.policy, c.policy_inner_lr_init or c.inner_lr_init, self.device)
         # Which maps the inner steps update as rank-one terms (none: the dense step).
         self.value_plan = factored_maps(self.value) if c.wt_factored else {}
         self.policy_plan = factored_maps(self.policy) if c.wt_factored else {}

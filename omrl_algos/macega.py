@@ -58,7 +58,7 @@ from omrl_algos import losses
 from omrl_algos.agreement import agreement_weights, weighted_sum
 from omrl_algos.evolving import NOISE_TYPES, PATHS, draw_noise, evolve, weight_entropy
 from omrl_algos.macaw import Macaw, MacawConfig
-from omrl_algos.meta import call, clip_and_norm, detached, grad_norm, map_tasks, raw_lr, task_tensors
+from omrl_algos.meta import call, clip_and_norm, detached, grad_norm, map_tasks, task_tensors
 from omrl_data.errors import BadInput
 
 # Parts of meta_params() that the policy's outer loss reaches (the rest belongs to the value).
@@ -101,10 +101,6 @@ class Macega(Macaw):
         if config.perturbations < 1 or config.tau <= 0 or config.sigma < 0:
             raise BadInput(f"need algo.perturbations >= 1, algo.tau > 0 and algo.sigma >= 0; got {config.perturbations}, {config.tau}, {config.sigma}")
         super().__init__(config, obs_dim, act_dim, device)
-        if config.policy_inner_lr_init > 0:
-            with torch.no_grad():  # in place: the optimizer already holds these parameters
-                for p in self.policy_lrs.parameters():
-                    p.fill_(raw_lr(config.policy_inner_lr_init))
         # Own generator for the perturbations (never the global RNG); seeded from the global
         # RNG, which the training loop seeds, and saved in state_dict (get_extra_state).
         self.noise_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))

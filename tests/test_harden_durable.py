@@ -263,7 +263,11 @@ def test_old_chunks_keep_only_what_a_resume_needs(tmp_path):
     for c in committed:
         assert (chunk_store.LEARNER_FILE in c["files"]) == (c is last)
         assert (chunk_store.REPLAY_FILE in c["files"]) == (c["replay_rows"][1] > last["done"] - 50), c
-    assert sum(chunk_store.REPLAY_FILE in c["files"] for c in committed) < len(committed) / 2
+    # Chunks are cut by wall time (chunk_seconds), so how many there are depends on the machine's
+    # speed and load; the rule above is what must hold, and it drops rows here: the first chunk's
+    # rows end at 50, more than the buffer's 50 rows before the last chunk (done >= 160).
+    assert sum(chunk_store.REPLAY_FILE in c["files"] for c in committed) < len(committed)
+    assert chunk_store.REPLAY_FILE not in committed[0]["files"]
     ref = tmp_path / "ref"
     zarr_io.ensure_store(ref)
     collect_shard(config, tasks, ref)

@@ -23,6 +23,7 @@ from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from omrl_data.batch import TaskBatch
+from omrl_data.errors import BadInput
 
 if TYPE_CHECKING:
     from omrl_algos.networks import FactoredMap
@@ -94,6 +95,8 @@ def raw_lr(init: float) -> float:
     As in the MACAW reference, the effective initial lr is ``softplus(log init)``
     = ``log(1 + init)``, which is ``init`` to first order (1e-3 -> 9.995e-4).
     """
+    if not init > 0:
+        raise BadInput(f"initial learned rates must be > 0 (algo.inner_lr_init, algo.policy_inner_lr_init, algo.adv_coef_init); got {init}")
     return math.log(init)
 
 

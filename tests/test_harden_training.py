@@ -115,6 +115,17 @@ def test_a_real_divergence_is_caught(ds, tmp_path):
                    "algo.policy_lr=1e30", "algo.lr_lr=1e30", "algo.inner_lr_init=1e10"), progress=False)
 
 
+@pytest.mark.parametrize("setting", ["algo.inner_lr_init=-1", "algo.policy_inner_lr_init=-0.1", "algo.adv_coef_init=0"])
+def test_a_non_positive_initial_learned_rate_is_one_line(ds, tmp_path, setting):
+    """The learned rates are stored as log(init): a non-positive init is refused in one line, before
+    any run folder is written."""
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(app, ["macaw", "--dataset", ds, "--out", str(out), "--steps", "2", "--quiet",
+                                 *sum([["--set", s] for s in (*TINY, setting)], [])])
+    assert r.exit_code == 2 and "Traceback" not in r.output and "initial learned rates must be > 0" in r.output, r.output
+    assert not out.exists()
+
+
 # ----------------------------------------------------------------------------------- item 24
 def test_the_run_records_its_root_and_the_meta_batch_it_used(ds, tmp_path, omrl_home, monkeypatch):
     run = train(_cfg(ds, tmp_path / "run", "train.steps=2", "algo.meta_batch=5"), progress=False).run_dir

@@ -79,7 +79,7 @@ def _run(cls, cfg, ds, logging_env, log) -> list:
 
 def _assert_matches_golden(name: str) -> None:
     """Returns (before, after, random, online) exactly; the action statistics to 1e-5 relative:
-    on another CPU (the golden numbers came from an Intel machine; an AMD EPYC differs by
+    on another CPU (the golden numbers came from an earlier machine; this AMD EPYC differs by
     ~1e-7 relative) float32 kernels round differently, while a changed procedure moves them by
     far more (a different action anywhere changes the first digits)."""
     *returns, actions = _fingerprint(name)

@@ -150,6 +150,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
                 "train.steps": 2_000,  # meta-steps; MACAW (weight transforms) passed 1.0 normalised by 1,000-1,500 here
                 "train.eval_every": 500,  # also the resume granularity (latest.pt)
                 "eval.episodes": 3,  # deterministic rollouts per test task and policy
+                "eval.adapt_draws": 3,  # adaptation batches per task: with one, the same trained MACAW (seed 2) scored forward 0.20, with three 0.74 (session 7; docs/algorithms.md, "cheetah_dir's forward task")
             },
             "cheetah_vel": {
                 "train.steps": 4_000,  # MACAW: 0.32 normalised at 2,000 meta-steps, 0.72 at 4,000 (3 seeds each; README)

@@ -80,6 +80,7 @@ class MacegaConfig(MacawConfig):
     no_gradient_agreement: bool = False  # ablation "No GA": average the policy meta-gradients instead of agreement weights
     inner_lr_init: float = 3e-4  # initial inner lr of the value (and of the policy when policy_inner_lr_init = 0). MACAW's 1e-3 lets the first-order meta value drift off the data (docs/algorithms.md, "MACEGA's value drift"): on cheetah_dir its query MSE grew 1.8 -> 1,100 in 900 meta-steps and a third of the runs diverged
     policy_inner_lr_init: float = 1e-3  # initial inner lr of the policy (and advantage head); 0 = inner_lr_init. First-order inner steps need a larger policy step to adapt
+    value_anchor: float = 0.0  # weight of the meta value's own support loss L_V(phi, D_tr), added to the outer value loss; not in paper 000, 0 = off. A first-order meta-gradient never asks the meta value itself to fit the data, and it drifts off it (docs/algorithms.md, "MACEGA's value drift")
     agreement_normalise: bool = False  # agreement from the cosines of the task vectors instead of their dot products (a task's weight no longer grows with its vector's norm)
     weighted_backward: bool = True  # one backward of mean_i L_V,i + sum_i w_i L_P,i with the agreement weights computed first (they come from the inner updates); False = per-task meta-gradients, then their weighted sum (the straightforward version, same numbers; always so with agreement_vectors=outer)
     agreement_vectors: str = "inner"  # the g_i of the agreement weights: inner (each task's inner policy update theta' - theta, as Eshratifar et al.) | outer (the per-task policy meta-gradients); paper 000 does not say which
@@ -98,6 +99,8 @@ class Macega(Macaw):
             raise BadInput(f"algo.evolving_paths={config.evolving_paths!r} is not known; use one of {', '.join(PATHS)}")
         if config.agreement_vectors not in ("inner", "outer"):
             raise BadInput(f"algo.agreement_vectors={config.agreement_vectors!r} is not known; use inner or outer")
+        if config.value_anchor < 0:
+            raise BadInput(f"algo.value_anchor={config.value_anchor} must be >= 0 (0 = off)")
         if config.perturbations < 1 or config.tau <= 0 or config.sigma < 0:
             raise BadInput(f"need algo.perturbations >= 1, algo.tau > 0 and algo.sigma >= 0; got {config.perturbations}, {config.tau}, {config.sigma}")
         super().__init__(config, obs_dim, act_dim, device)
@@ -141,9 +144,14 @@ class Macega(Macaw):
             }
         query = task["query"]
         outer_value, advantages = self._outer_value(value, query)  # targets bootstrapped with phi* (detached)
+        value_loss = outer_value["loss"]
+        if c.value_anchor > 0:  # L_V(phi*, D_ts) + lambda L_V(phi, D_tr): the meta value's own fit
+            anchor = self._value_loss(meta["value"], support)["loss"]
+            value_loss = value_loss + c.value_anchor * anchor
+            terms = {**terms, "value_anchor_mse": anchor.detach()}
         mean = call(self.policy, policy, query["observations"])
         outer_policy = losses.awr_loss(mean, c.policy_sigma, query["actions"], advantages, c.temperature, c.max_weight)
-        out = {"value_loss": outer_value["loss"], "policy_loss": outer_policy["loss"], "awr_weight_max": outer_policy["awr_weight_max"], **terms}
+        out = {"value_loss": value_loss, "policy_loss": outer_policy["loss"], "awr_weight_max": outer_policy["awr_weight_max"], **terms}
         if c.agreement_vectors == "inner":
             out["inner_update"], out["inner_factors"] = inner_update, inner_factors
         return out

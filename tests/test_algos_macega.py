@@ -229,6 +229,10 @@ def test_ablations_and_bad_settings(bandit):
         make(noise="uniform")
     with pytest.raises(BadInput, match="evolving_paths"):
         make(evolving_paths="all")
+    with pytest.raises(BadInput, match="value_anchor"):
+        make(value_anchor=-1.0)
+    anchored = make(value_anchor=1.0).train_step(make().make_sampler(bandit, seed=0, device="cpu"))
+    assert anchored["train/value_anchor_mse"] > 0 and "train/value_anchor_mse" not in no_ga
 
 
 # ---------------------------------------------------------------------------------- learning

@@ -3,7 +3,8 @@
 P6: MACAW meta-step with weight transforms over plain layers of the same width, and ours over
 the reference code's per-task loop (``bench_macaw.ReferenceMacaw``: autograd.grad with
 create_graph per task, the adapted maps formed), at paper size and in the small-net many-task
-setting. P7: MACEGA's meta-step over MACAW's at paper size. Meta-BC's and MT+FT's steps before / after. "before" is the straightforward
+setting. P7: MACEGA's meta-step over MACAW's at paper size (its default dense map noise and
+``map_noise=projected``). Meta-BC's and MT+FT's steps before / after. "before" is the straightforward
 version kept in the tree: ``wt_factored=false`` (adapted maps formed), the unfused Adam, and for
 MACEGA ``weighted_backward=false`` (per-task gradients); "after" the defaults.
 Peak RSS: two paper-size meta-steps per variant, each in a fresh subprocess (VmHWM).
@@ -112,6 +113,7 @@ def p7(args) -> None:
     fns = {
         "MACAW after": train_fn(build(Macaw, MacawConfig, wt), dataset),
         "MACEGA after": train_fn(build(Macega, MacegaConfig, wt), dataset),
+        "MACEGA after, map_noise=projected": train_fn(build(Macega, MacegaConfig, dict(wt, map_noise="projected")), dataset),
         "MACEGA after, no_evolving_gradient": train_fn(build(Macega, MacegaConfig, dict(wt, no_evolving_gradient=True)), dataset),
         "MACAW before": train_fn(build(Macaw, MacawConfig, wt, before=True), dataset),
         "MACEGA before": train_fn(build(Macega, MacegaConfig, dict(wt, weighted_backward=False), before=True), dataset),
@@ -120,6 +122,7 @@ def p7(args) -> None:
     print(f"\nP7 paper size: {wt}")
     show(t)
     print(f"  MACEGA / MACAW: after {ratio(t, 'MACEGA after', 'MACAW after')}, before {ratio(t, 'MACEGA before', 'MACAW before')}   (target <= 0.6)")
+    print(f"  MACEGA map_noise=projected / MACAW (after): {ratio(t, 'MACEGA after, map_noise=projected', 'MACAW after')}   (target <= 0.6)")
     print(f"  MACEGA no_evolving_gradient / MACAW (after): {ratio(t, 'MACEGA after, no_evolving_gradient', 'MACAW after')}")
     print(f"  MACAW after / before: {ratio(t, 'MACAW after', 'MACAW before')};  MACEGA after / before: {ratio(t, 'MACEGA after', 'MACEGA before')}")
 
@@ -152,6 +155,8 @@ def rss_child(variant: str) -> None:
     algo_name, when = variant.split(":")
     cls, config_cls = (Macaw, MacawConfig) if algo_name == "macaw" else (Macega, MacegaConfig)
     extra = {} if algo_name == "macaw" or when == "after" else {"weighted_backward": False}
+    if when == "projected":
+        extra, when = {"map_noise": "projected"}, "after"
     dataset = build_dataset(5, 5000, OBS, ACT, 200)
     algo = build(cls, config_cls, dict(PAPER, weight_transform=True, **extra), before=when == "before")
     fn = train_fn(algo, dataset)
@@ -165,7 +170,7 @@ def rss_child(variant: str) -> None:
 
 def rss() -> None:
     print("\nPeak RSS, paper-size meta-step (fresh process each, dataset included):")
-    for variant in ("macaw:before", "macaw:after", "macega:before", "macega:after"):
+    for variant in ("macaw:before", "macaw:after", "macega:before", "macega:after", "macega:projected"):
         out = subprocess.run([sys.executable, __file__, "--rss-child", variant], capture_output=True, text=True, check=True)
         print(f"  {variant:14s} {float(out.stdout.strip().splitlines()[-1]):8.0f} MB")
 
@@ -181,8 +186,9 @@ def profile() -> None:
         "grad norms + clip": ["clip_and_norm of meta.py", "grad_norm of meta.py"],
         "learned-rate metrics": ["learned_rates"],
     }
-    for name, (cls, config_cls) in {"MACAW": (Macaw, MacawConfig), "MACEGA": (Macega, MacegaConfig)}.items():
-        fn = train_fn(build(cls, config_cls, dict(PAPER, weight_transform=True)), dataset)
+    variants = {"MACAW": (Macaw, MacawConfig, {}), "MACEGA": (Macega, MacegaConfig, {}), "MACEGA map_noise=projected": (Macega, MacegaConfig, {"map_noise": "projected"})}
+    for name, (cls, config_cls, extra) in variants.items():
+        fn = train_fn(build(cls, config_cls, dict(PAPER, weight_transform=True, **extra)), dataset)
         fn()
         prof = cProfile.Profile()
         prof.enable()

@@ -36,6 +36,11 @@ NOISE_TYPES = ("sign", "gaussian")
 PATHS = ("both", "weights")
 
 
+def projected_rank(latent_dim: int, n_copies: int) -> int:
+    """Columns of a factored map's projected noise (:func:`evolve`): the rank of ``[z', e_1..e_P]``."""
+    return min(latent_dim, n_copies + 1)
+
+
 def draw_noise(
     shapes: dict[str, torch.Size],
     n_tasks: int,
@@ -44,14 +49,16 @@ def draw_noise(
     noise: str,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
+    gaussian: frozenset[str] = frozenset(),
 ) -> Params:
-    """Perturbations ``{name: [n_tasks, n_copies, *shape]}`` for every parameter tensor."""
+    """Perturbations ``{name: [n_tasks, n_copies, *shape]}`` for every parameter tensor.
+    gaussian: names drawn ``sigma * N(0, 1)`` whatever ``noise`` says (projected maps)."""
     if noise not in NOISE_TYPES:
         raise BadInput(f"noise type {noise!r} is not known; use one of {', '.join(NOISE_TYPES)}")
     out = {}
     for name, shape in shapes.items():
         numel = n_tasks * n_copies * shape.numel()
-        if noise == "sign":
+        if noise == "sign" and name not in gaussian:
             eps = _random_signs(numel, generator, sigma)
         else:
             eps = sigma * torch.randn(numel, generator=generator, device=generator.device)
@@ -82,6 +89,7 @@ def evolve(
     paths: str = "both",
     relative: bool = False,
     factored: "dict[str, FactoredMap] | None" = None,
+    projected: bool = False,
 ) -> tuple[Params, torch.Tensor, torch.Tensor]:
     """The evolving update of one task's parameters.
 
@@ -94,6 +102,16 @@ def evolve(
     factored: weight-transform maps (:func:`omrl_algos.networks.factored_maps`) whose noise is
     handed to the layer as its product with the latent (``flat_offset``) instead of added into
     a copy of the map. Same numbers.
+    projected: a factored map's noise is given as its projection ``G`` (``[P, D, r]``, i.i.d.
+    ``N(0, sigma^2)``, ``r = min(L, P + 1)``) onto the span of ``X = [z', e_1, ..., e_P]``
+    (:func:`projected_rank`) instead of the full ``[P, D, L]`` Gaussian ``E``: the map's noise
+    enters only through ``E X``, and ``E X = (E Q) Q^T X`` with ``Q`` an orthonormal basis of that
+    span, where ``E Q`` is again i.i.d. ``N(0, sigma^2)``. So ``G Q^T X`` has exactly the
+    distribution of ``E X`` (every copy's loss and ``p*`` are distributed as with the full noise),
+    and with ``Q`` held constant its gradient with respect to ``X`` is ``Q G^T dY``, the
+    conditional expectation of the full noise's ``E^T dY`` given ``G`` (the part of ``E``
+    orthogonal to the span never reaches a loss): an unbiased, lower-variance meta-gradient
+    from ``D r`` numbers per copy instead of ``D L`` (3 instead of 100 at paper size).
     """
     if paths not in PATHS:
         raise BadInput(f"evolving paths {paths!r} is not known; use one of {', '.join(PATHS)}")
@@ -106,7 +124,11 @@ def evolve(
     products = {}
     for k, f in plan.items():
         z, e_z = params[f.latent], noise[f.latent]
-        products[k] = noise[k] @ torch.cat([z.unsqueeze(-1), e_z.transpose(-1, -2)], dim=-1)
+        x = torch.cat([z.unsqueeze(-1), e_z.transpose(-1, -2)], dim=-1)  # [L, P + 1]
+        if projected:
+            basis = torch.linalg.qr(x.detach()).Q  # [L, r], a constant (docstring)
+            x = basis.transpose(-1, -2) @ x  # [r, P + 1]
+        products[k] = noise[k] @ x
     # The P copies: perturbed tensors and the maps' products vary by copy, the rest (the maps
     # themselves, their rank-one updates) is shared.
     batched, shared = {}, {}

@@ -56,7 +56,7 @@ from torch.utils._pytree import tree_flatten
 
 from omrl_algos import losses
 from omrl_algos.agreement import agreement_weights, weighted_sum
-from omrl_algos.evolving import NOISE_TYPES, PATHS, draw_noise, evolve, weight_entropy
+from omrl_algos.evolving import NOISE_TYPES, PATHS, draw_noise, evolve, projected_rank, weight_entropy
 from omrl_algos.macaw import Macaw, MacawConfig
 from omrl_algos.meta import call, clip_and_norm, detached, grad_norm, map_tasks, task_tensors
 from omrl_data.errors import BadInput
@@ -73,6 +73,7 @@ class MacegaConfig(MacawConfig):
     perturbations: int = 2  # P, perturbed copies per task and network (EvoGrad: K = 2)
     sigma: float = 1e-3  # perturbation scale (EvoGrad: 1e-3)
     noise: str = "sign"  # sign: sigma * sign(N(0, 1)) (EvoGrad); gaussian: sigma * N(0, 1)
+    map_noise: str = "dense"  # a weight-transform map's noise: dense (a [D, L] draw per copy, of type noise) | projected (Gaussian, drawn only where it reaches a loss: its projection on the latents' span, D x (P + 1) numbers; same distribution of every loss, Rao-Blackwellised meta-gradient; evolving.py). Needs wt_factored
     tau: float = 0.05  # softmax temperature of the evolving weights (EvoGrad: 0.05); relative to the copies' mean loss when tau_relative
     tau_relative: bool = True  # temperature tau * |mean_k L(p_k)|: weights follow relative loss differences, so they are not one-hot at any loss scale (absolute tau 0.05 gave weights [4e-44, 1])
     evolving_paths: str = "both"  # meta-gradient through copies' values and weights (both) or only the weights (weights; EvoGrad's strict form)
@@ -99,6 +100,10 @@ class Macega(Macaw):
             raise BadInput(f"algo.evolving_paths={config.evolving_paths!r} is not known; use one of {', '.join(PATHS)}")
         if config.agreement_vectors not in ("inner", "outer"):
             raise BadInput(f"algo.agreement_vectors={config.agreement_vectors!r} is not known; use inner or outer")
+        if config.map_noise not in ("dense", "projected"):
+            raise BadInput(f"algo.map_noise={config.map_noise!r} is not known; use dense or projected")
+        if config.map_noise == "projected" and not (config.wt_factored and config.weight_transform):
+            raise BadInput("algo.map_noise=projected needs weight-transform layers with factored maps (algo.weight_transform=true, algo.wt_factored=true)")
         if config.value_anchor < 0:
             raise BadInput(f"algo.value_anchor={config.value_anchor} must be >= 0 (0 = off)")
         if config.perturbations < 1 or config.tau <= 0 or config.sigma < 0:
@@ -132,9 +137,10 @@ class Macega(Macaw):
         if not c.no_evolving_gradient:
             adv_coef = F.softplus(meta["adv_coef"])
             value_prime = value
-            value, v_w, _ = evolve(value, lambda p: self._value_loss(p, support)["loss"], task["noise"]["value"], c.tau, c.evolving_paths, c.tau_relative, self.value_plan)
+            projected = c.map_noise == "projected"
+            value, v_w, _ = evolve(value, lambda p: self._value_loss(p, support)["loss"], task["noise"]["value"], c.tau, c.evolving_paths, c.tau_relative, self.value_plan, projected)
             advantages = self._advantages(value_prime, support)  # once for all copies (a constant for the policy)
-            policy, p_w, _ = evolve(policy, lambda p: self._copy_policy_loss(p, advantages, adv_coef, support), task["noise"]["policy"], c.tau, c.evolving_paths, c.tau_relative, self.policy_plan)
+            policy, p_w, _ = evolve(policy, lambda p: self._copy_policy_loss(p, advantages, adv_coef, support), task["noise"]["policy"], c.tau, c.evolving_paths, c.tau_relative, self.policy_plan, projected)
             terms = {
                 **terms,
                 "evolving_weight_max/value": v_w.max().detach(),
@@ -182,8 +188,12 @@ class Macega(Macaw):
         out = {}
         for part, module in (("value", self.value), ("policy", self.policy)):
             shapes = {k: p.shape for k, p in module.named_parameters()}
+            maps = frozenset(self._plan(part)) if c.map_noise == "projected" else frozenset()
+            for k in maps:  # only the projection of the map's noise is drawn (evolving.evolve)
+                shapes[k] = torch.Size([shapes[k][0], projected_rank(shapes[k][1], c.perturbations)])
             dtype = next(module.parameters()).dtype
-            out[part] = {k: v.to(dtype) for k, v in draw_noise(shapes, n_tasks, c.perturbations, c.sigma, c.noise, self.noise_generator, self.device).items()}
+            drawn = draw_noise(shapes, n_tasks, c.perturbations, c.sigma, c.noise, self.noise_generator, self.device, gaussian=maps)
+            out[part] = {k: v.to(dtype) for k, v in drawn.items()}
         return out
 
     def _per_task(self, support: Any, query: Any) -> dict[str, Any]:

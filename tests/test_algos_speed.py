@@ -203,3 +203,84 @@ def test_factored_meta_bc_meta_gradients_equal_the_dense_ones(inner_steps, first
         grads[factored] = {k: p.grad.clone() for k, p in algo.named_parameters() if p.grad is not None}
     assert any(k.endswith("map.weight") for k in grads[True])
     assert _worst_relative(grads[True], grads[False]) < 1e-9
+
+
+# ------------------------------------------------------------- MACEGA's projected map noise
+def _evolve_case(paths: str):
+    """A weight-transform value network as adapted params (one rank-one inner update), its
+    factored plan, support / query losses and noise for the non-map tensors (float64)."""
+    from omrl_algos.meta import call
+
+    torch.manual_seed(5)
+    net = ValueNetwork(3, width=6, depth=2, weight_transform=True, latent_dim=5).to(torch.float64)
+    plan = factored_maps(net)
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in params_of(net).items()}
+    for f in plan.values():  # an adapted map: one rank-one term
+        params[f.u] = 0.1 * torch.randn(1, params[f.weight].shape[0], dtype=torch.float64)
+        params[f.v] = torch.randn(1, params[f.weight].shape[1], dtype=torch.float64)
+    obs, ret = torch.randn(2, 12, 3, dtype=torch.float64), torch.randn(2, 12, dtype=torch.float64)
+    support = lambda p: (call(net, p, obs[0]) - ret[0]).pow(2).mean()  # noqa: E731
+    query = lambda p: (call(net, p, obs[1]) - ret[1]).pow(2).mean()  # noqa: E731
+    n_copies, sigma = 3, 0.05
+    g = torch.Generator().manual_seed(11)
+    noise = {k: sigma * torch.randn(n_copies, *v.shape, generator=g, dtype=torch.float64) for k, v in params.items() if k not in plan and v.requires_grad}
+    return net, plan, params, support, query, noise, n_copies, sigma, g
+
+
+@pytest.mark.parametrize("paths", ["both", "weights"])
+def test_projected_map_noise_is_the_dense_noise_averaged_over_what_no_loss_sees(paths):
+    """``map_noise=projected`` draws a map's noise only on the span of ``X = [z', e_1..e_P]``.
+    Couple it with a full Gaussian draw: ``E = G Q^T +- N (I - Q Q^T)`` (``N`` i.i.d. like ``G``,
+    so ``E`` is an ordinary i.i.d. Gaussian draw). Every copy's loss, the weights and ``p*`` are
+    the dense ones, and the projected meta-gradient is exactly the mean of the two dense ones:
+    the Rao-Blackwellised estimate (evolving.evolve), not an approximation of a different one."""
+    from omrl_algos.evolving import evolve
+
+    net, plan, params, support, query, noise, n_copies, sigma, g = _evolve_case(paths)
+    projected, dense = dict(noise), [dict(noise), dict(noise)]
+    for key, f in plan.items():
+        x = torch.cat([params[f.latent].detach().unsqueeze(-1), noise[f.latent].T], dim=-1)
+        q = torch.linalg.qr(x).Q
+        d, latent = params[key].shape
+        gauss = sigma * torch.randn(n_copies, d, q.shape[1], generator=g, dtype=torch.float64)
+        rest = sigma * torch.randn(n_copies, d, latent, generator=g, dtype=torch.float64) @ (torch.eye(latent, dtype=torch.float64) - q @ q.T)
+        projected[key] = gauss
+        dense[0][key], dense[1][key] = gauss @ q.T + rest, gauss @ q.T - rest
+    results = []
+    for kind, eps in (("projected", projected), ("plus", dense[0]), ("minus", dense[1])):
+        combined, weights, losses = evolve(params, support, eps, 0.5, paths, relative=True, factored=plan, projected=kind == "projected")
+        grads = torch.autograd.grad(query(combined), [params[k] for k in sorted(params) if params[k].requires_grad])
+        results.append((weights, losses, grads))
+    (w_p, l_p, g_p), (w_1, l_1, g_1), (w_2, l_2, g_2) = results
+    for w, l in ((w_1, l_1), (w_2, l_2)):
+        torch.testing.assert_close(l, l_p, rtol=1e-12, atol=0)
+        torch.testing.assert_close(w, w_p, rtol=1e-12, atol=0)
+    worst = max(float(((a + b) / 2 - p).norm() / p.norm()) for a, b, p in zip(g_1, g_2, g_p))
+    assert worst < 1e-9
+    # ... and the two dense draws do differ (the part the projection averages out is not 0).
+    assert max(float((a - b).norm() / p.norm()) for a, b, p in zip(g_1, g_2, g_p)) > 1e-3
+
+
+def test_projected_macega_draws_a_few_numbers_per_map_and_takes_the_same_step_in_vmap_and_loop():
+    from omrl_algos.macega import Macega, MacegaConfig
+    from omrl_data.errors import BadInput
+    from tests.tiny_bandit import bandit_dataset
+
+    ds = bandit_dataset()
+    torch.manual_seed(3)
+    algo = Macega(MacegaConfig(**MACEGA_WT, map_noise="projected"), obs_dim=1, act_dim=5)
+    noise = algo._noise(3)
+    for net in ("value", "policy"):
+        for key in algo._plan(net):
+            d, latent = dict(getattr(algo, net).named_parameters())[key].shape
+            assert noise[net][key].shape == (3, algo.config.perturbations, d, algo.config.perturbations + 1)
+    vmapped, m_vmapped = _macega_step_grads(ds, map_noise="projected")
+    looped, m_looped = _macega_step_grads(ds, map_noise="projected", vmap=False)
+    assert _worst_relative(vmapped, looped) < 1e-9
+    assert m_vmapped["train/evolving_weight_max/value"] == pytest.approx(m_looped["train/evolving_weight_max/value"], rel=1e-9)
+    dense, _ = _macega_step_grads(ds)
+    assert _worst_relative(vmapped, dense) > 1e-3  # another draw of the noise, not the same numbers
+    with pytest.raises(BadInput, match="map_noise"):
+        Macega(MacegaConfig(**MACEGA_WT, map_noise="projected", wt_factored=False), obs_dim=1, act_dim=5)
+    with pytest.raises(BadInput, match="map_noise"):
+        Macega(MacegaConfig(**MACEGA_WT, map_noise="low-rank"), obs_dim=1, act_dim=5)

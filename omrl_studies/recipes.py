@@ -150,7 +150,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
                 "train.steps": 2_000,  # meta-steps; MACAW (weight transforms) passed 1.0 normalised by 1,000-1,500 here
                 "train.eval_every": 500,  # also the resume granularity (latest.pt)
                 "eval.episodes": 3,  # deterministic rollouts per test task and policy
-                "eval.adapt_draws": 3,  # adaptation batches per task: with one, the same trained MACAW (seed 2) scored forward 0.20, with three 0.74 (session 7; docs/algorithms.md, "cheetah_dir's forward task")
+                "eval.adapt_draws": 10,  # adaptation batches per task ("after" = their mean): with one, the same trained MACAW (seed 2) scored forward 0.20, with three 0.74 (session 7); three still let MACEGA runs that adapt forward from only some batches score like MACAW (forward 0.72 with 3, 0.31 with 10 over 6 seeds; MACAW 0.72 / 0.75; session 8, docs/algorithms.md "cheetah_dir's forward task"). ~11 s per evaluation
             },
             "cheetah_vel": {
                 "train.steps": 4_000,  # MACAW: 0.32 normalised at 2,000 meta-steps, 0.72 at 4,000 (3 seeds each; README)

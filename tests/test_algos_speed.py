@@ -206,7 +206,7 @@ def test_factored_meta_bc_meta_gradients_equal_the_dense_ones(inner_steps, first
 
 
 # ------------------------------------------------------------- MACEGA's projected map noise
-def _evolve_case(paths: str):
+def _evolve_case():
     """A weight-transform value network as adapted params (one rank-one inner update), its
     factored plan, support / query losses and noise for the non-map tensors (float64)."""
     from omrl_algos.meta import call
@@ -224,7 +224,7 @@ def _evolve_case(paths: str):
     n_copies, sigma = 3, 0.05
     g = torch.Generator().manual_seed(11)
     noise = {k: sigma * torch.randn(n_copies, *v.shape, generator=g, dtype=torch.float64) for k, v in params.items() if k not in plan and v.requires_grad}
-    return net, plan, params, support, query, noise, n_copies, sigma, g
+    return plan, params, support, query, noise, n_copies, sigma, g
 
 
 @pytest.mark.parametrize("paths", ["both", "weights"])
@@ -236,7 +236,7 @@ def test_projected_map_noise_is_the_dense_noise_averaged_over_what_no_loss_sees(
     the Rao-Blackwellised estimate (evolving.evolve), not an approximation of a different one."""
     from omrl_algos.evolving import evolve
 
-    net, plan, params, support, query, noise, n_copies, sigma, g = _evolve_case(paths)
+    plan, params, support, query, noise, n_copies, sigma, g = _evolve_case()
     projected, dense = dict(noise), [dict(noise), dict(noise)]
     for key, f in plan.items():
         x = torch.cat([params[f.latent].detach().unsqueeze(-1), noise[f.latent].T], dim=-1)
@@ -272,7 +272,7 @@ def test_projected_macega_draws_a_few_numbers_per_map_and_takes_the_same_step_in
     noise = algo._noise(3)
     for net in ("value", "policy"):
         for key in algo._plan(net):
-            d, latent = dict(getattr(algo, net).named_parameters())[key].shape
+            d = dict(getattr(algo, net).named_parameters())[key].shape[0]
             assert noise[net][key].shape == (3, algo.config.perturbations, d, algo.config.perturbations + 1)
     vmapped, m_vmapped = _macega_step_grads(ds, map_noise="projected")
     looped, m_looped = _macega_step_grads(ds, map_noise="projected", vmap=False)
